@@ -79,6 +79,6 @@ def load_model(spec: str | Path) -> Graph:
     if text.endswith(".onnx") or Path(text).exists() or "/" in text:
         if not Path(text).is_file():
             raise ModelError(f"model file {text!r} does not exist")
-        return load_onnx(text)
+        return load_onnx(text, name=text)
     model = build_onnx(text)
     return import_model(model, name=text)
