@@ -50,9 +50,12 @@ def test_noops_constants_and_symbolic_batch() -> None:
     nodes = [
         helper.make_node("Identity", ["x"], ["x_id"], name="id"),
         helper.make_node(
-            "Constant", [], ["shape"], name="const",
+            "Constant",
+            [],
+            ["shape"],
+            name="const",
             value=onnx.numpy_helper.from_array(np.array([1, 12], np.int64)),
-        ),  # fmt: skip
+        ),
         helper.make_node("Reshape", ["x_id", "shape"], ["flat"], name="reshape"),
         helper.make_node("Dropout", ["flat"], ["drop"], name="drop"),
         helper.make_node("Relu", ["drop"], ["y"], name="relu"),

@@ -191,7 +191,10 @@ class Graph:
         the graph input) and read after it. Computed in one sweep over the layers.
         """
         starts: dict[int, list[str]] = {}
-        for tensor, producer in ((self.input_name, -1), *((x.output, x.index) for x in self.layers)):
+        for tensor, producer in (
+            (self.input_name, -1),
+            *((x.output, x.index) for x in self.layers),
+        ):
             starts.setdefault(producer, []).append(tensor)
         active: dict[str, int] = {}  # tensor -> last use, insertion order = production order
         live: list[tuple[str, ...]] = []

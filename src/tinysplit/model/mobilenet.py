@@ -9,6 +9,7 @@ BatchNormalization, which the importer folds); users with trained weights pass t
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import onnx
@@ -21,9 +22,20 @@ IR_VERSION = 8  # esp-ppq and older onnxruntime builds read IR 8 / opset 13
 
 #: (pointwise filters, depthwise stride) of the 13 depthwise-separable blocks (Keras MobileNet).
 BLOCKS = (
-    (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
-    (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1),
-)  # fmt: skip
+    (64, 1),
+    (128, 2),
+    (128, 1),
+    (256, 2),
+    (256, 1),
+    (512, 2),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (1024, 2),
+    (1024, 1),
+)
 IMAGENET_CLASSES = 1000
 
 
@@ -46,20 +58,32 @@ class _Builder:
         self.inits.append(numpy_helper.from_array(value, name))
         return name
 
-    def node(self, op: str, inputs: list[str], name: str, **attrs: object) -> str:
+    def node(self, op: str, inputs: list[str], name: str, **attrs: Any) -> str:
         self.nodes.append(helper.make_node(op, inputs, [name], name=name, **attrs))
         return name
 
     def conv_bn_relu(
-        self, x: str, name: str, cin: int, cout: int, kernel: int, stride: int,
-        pads: tuple[int, int, int, int], group: int = 1,
-    ) -> str:  # fmt: skip
+        self,
+        x: str,
+        name: str,
+        cin: int,
+        cout: int,
+        kernel: int,
+        stride: int,
+        pads: tuple[int, int, int, int],
+        group: int = 1,
+    ) -> str:
         fan_in = cin // group * kernel * kernel
         w = self.rng.standard_normal((cout, cin // group, kernel, kernel)) * math.sqrt(2.0 / fan_in)
         conv = self.node(
-            "Conv", [x, self.const(f"{name}/kernel", w.astype(np.float32))], name,
-            kernel_shape=[kernel, kernel], strides=[stride, stride], pads=list(pads), group=group,
-        )  # fmt: skip
+            "Conv",
+            [x, self.const(f"{name}/kernel", w.astype(np.float32))],
+            name,
+            kernel_shape=[kernel, kernel],
+            strides=[stride, stride],
+            pads=list(pads),
+            group=group,
+        )
         bn = [
             self.const(f"{name}_bn/gamma", self.rng.uniform(0.8, 1.2, cout).astype(np.float32)),
             self.const(f"{name}_bn/beta", self.rng.normal(0.0, 0.1, cout).astype(np.float32)),
@@ -74,13 +98,19 @@ class _Builder:
         b = self.rng.normal(0.0, 0.01, cout)
         return self.node(
             "Conv",
-            [x, self.const(f"{name}/kernel", w.astype(np.float32)),
-             self.const(f"{name}/bias", b.astype(np.float32))],
-            name, kernel_shape=[1, 1],
-        )  # fmt: skip
+            [
+                x,
+                self.const(f"{name}/kernel", w.astype(np.float32)),
+                self.const(f"{name}/bias", b.astype(np.float32)),
+            ],
+            name,
+            kernel_shape=[1, 1],
+        )
 
     def reshape(self, x: str, name: str, shape: list[int]) -> str:
-        return self.node("Reshape", [x, self.const(f"{name}/shape", np.array(shape, np.int64))], name)
+        return self.node(
+            "Reshape", [x, self.const(f"{name}/shape", np.array(shape, np.int64))], name
+        )
 
 
 def mobilenet_v1(
@@ -124,9 +154,11 @@ def mobilenet_v1(
             pads = (1, 1, 1, 1)
         elif explicit_pads:
             x = b.node(
-                "Pad", [x, b.const(f"conv_pad_{i}/pads", np.array([0, 0, 0, 0, 0, 0, 1, 1]))],
-                f"conv_pad_{i}", mode="constant",
-            )  # fmt: skip
+                "Pad",
+                [x, b.const(f"conv_pad_{i}/pads", np.array([0, 0, 0, 0, 0, 0, 1, 1]))],
+                f"conv_pad_{i}",
+                mode="constant",
+            )
             pads = (0, 0, 0, 0)  # the Pad node pads bottom/right by 1: same sizes as "same"
         else:
             top, bottom = _same_pads(size, 3, 2)
@@ -148,10 +180,14 @@ def mobilenet_v1(
     dense_w = b.rng.standard_normal((classes, classes)) * math.sqrt(1.0 / classes)
     x = b.node(
         "Gemm",
-        [x, b.const("dense/kernel", dense_w.astype(np.float32)),
-         b.const("dense/bias", np.zeros(classes, np.float32))],
-        "dense", transB=1,
-    )  # fmt: skip
+        [
+            x,
+            b.const("dense/kernel", dense_w.astype(np.float32)),
+            b.const("dense/bias", np.zeros(classes, np.float32)),
+        ],
+        "dense",
+        transB=1,
+    )
     b.node("Softmax", [x], "probabilities", axis=-1)
     graph = helper.make_graph(
         b.nodes,

@@ -22,11 +22,24 @@ from tinysplit.model.graph import Graph, Layer, hash_bytes
 #: Ops the IR, the executors and the memory model understand.
 SUPPORTED_OPS = frozenset(
     {
-        "Conv", "Relu", "Clip", "Add", "Mul", "Concat", "MaxPool", "AveragePool",
-        "GlobalAveragePool", "Pad", "Reshape", "Flatten", "Transpose", "Gemm", "MatMul",
+        "Conv",
+        "Relu",
+        "Clip",
+        "Add",
+        "Mul",
+        "Concat",
+        "MaxPool",
+        "AveragePool",
+        "GlobalAveragePool",
+        "Pad",
+        "Reshape",
+        "Flatten",
+        "Transpose",
+        "Gemm",
+        "MatMul",
         "Softmax",
     }
-)  # fmt: skip
+)
 #: Ops removed at import: they do nothing at inference time.
 PASSTHROUGH_OPS = frozenset({"Dropout", "Identity"})
 
@@ -198,7 +211,9 @@ def _next_batchnorm(
         return None
     for j in range(idx + 1, len(nodes)):
         if out in nodes[j].input:
-            return j if nodes[j].op_type == "BatchNormalization" and nodes[j].input[0] == out else None
+            return (
+                j if nodes[j].op_type == "BatchNormalization" and nodes[j].input[0] == out else None
+            )
     return None
 
 

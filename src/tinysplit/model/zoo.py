@@ -26,13 +26,20 @@ PAPER_INPUT_SIZE = 224
 def paper_model(*, input_size: int = PAPER_INPUT_SIZE, seed: int = 0) -> onnx.ModelProto:
     """The paper's model as closely as its text allows (67 layers, see docs/paper-model.md)."""
     return mobilenet_v1(
-        alpha=1.0, input_size=input_size, classes=10, seed=seed,
-        imagenet_top=True, explicit_pads=True,
-    )  # fmt: skip
+        alpha=1.0,
+        input_size=input_size,
+        classes=10,
+        seed=seed,
+        imagenet_top=True,
+        explicit_pads=True,
+    )
 
 
 _BUILTINS: dict[str, tuple[Callable[..., onnx.ModelProto], dict[str, type]]] = {
-    "mobilenet_v1": (mobilenet_v1, {"alpha": float, "input_size": int, "classes": int, "seed": int}),
+    "mobilenet_v1": (
+        mobilenet_v1,
+        {"alpha": float, "input_size": int, "classes": int, "seed": int},
+    ),
     "paper": (paper_model, {"input_size": int, "seed": int}),
 }
 

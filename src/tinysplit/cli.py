@@ -1,0 +1,292 @@
+"""``tinysplit`` command line: a thin layer over the public API.
+
+Every command prints a readable table by default and JSON with ``--json``. Errors caused by input
+(:class:`~tinysplit.errors.TinysplitError`) become one line on stderr and exit status 1; usage
+errors exit 2; ``--debug`` shows tracebacks instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from tinysplit import __version__
+from tinysplit.errors import TinysplitError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[argparse.Namespace, Console], int]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _devices(text: str) -> int | None:
+    return None if text == "auto" else _positive_int(text)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def _mb(n: int | float) -> str:
+    return f"{n / 1e6:.2f}"
+
+
+def _emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+# ---------------------------------------------------------------------------------------- model
+
+
+def cmd_model_show(args: argparse.Namespace, console: Console) -> int:
+    """Print the layers of a model: op, NHWC output, parameters, MACs and cut points."""
+    from tinysplit.model import load_model
+    from tinysplit.model.graph import nhwc
+
+    graph = load_model(args.model)
+    cuts = set(graph.cut_points)
+    layers: list[dict[str, Any]] = [
+        {
+            "layer": layer.index + 1,
+            "name": layer.name,
+            "op": layer.op,
+            "output_shape_nhwc": list(layer.nhwc_shape),
+            "output_bytes": layer.output_bytes,
+            "params": layer.param_count,
+            "param_bytes": layer.param_bytes,
+            "macs": layer.macs,
+            "cut_after": layer.index in cuts,
+        }
+        for layer in graph.layers
+    ]
+    summary: dict[str, Any] = {
+        "model": graph.name,
+        "hash": graph.source_hash,
+        "input_shape_nhwc": list(nhwc(graph.input_shape)),
+        "layers": len(graph),
+        "conv_layers": sum(layer.op == "Conv" for layer in graph.layers),
+        "params": graph.param_count,
+        "param_bytes": graph.param_bytes,
+        "macs": graph.macs,
+        "cut_points": len(cuts),
+    }
+    if args.json:
+        _emit_json(summary | {"layer_table": layers})
+        return 0
+    table = Table(title=f"{graph.name}: {len(graph)} layers, {summary['conv_layers']} Conv")
+    for column in ("#", "name", "op", "output (NHWC)", "out KB", "params", "MACs", "cut"):
+        table.add_column(column, justify="left" if column in ("name", "op") else "right")
+    for row in layers:
+        table.add_row(
+            str(row["layer"]),
+            row["name"],
+            row["op"],
+            "x".join(map(str, row["output_shape_nhwc"][1:])),
+            f"{row['output_bytes'] / 1e3:.1f}",
+            f"{row['params']:,}",
+            f"{row['macs']:,}",
+            "yes" if row["cut_after"] else "",
+        )
+    console.print(table)
+    console.print(
+        f"input {'x'.join(map(str, summary['input_shape_nhwc'][1:]))} (NHWC) | "
+        f"params {graph.param_count:,} ({_mb(graph.param_bytes)} MB int16) | "
+        f"{graph.macs / 1e6:.1f} M MACs | {len(cuts)} cut points"
+    )
+    return 0
+
+
+# ------------------------------------------------------------------------------------ partition
+
+
+def cmd_partition(args: argparse.Namespace, console: Console) -> int:
+    """Split a model into stages and print (and optionally save) the plan."""
+    from tinysplit.model import load_model
+    from tinysplit.partition import partition
+
+    graph = load_model(args.model)
+    plan = partition(
+        graph,
+        strategy=args.strategy,
+        devices=args.devices,
+        profile=args.profile,
+        transport=args.transport,
+        objective=args.objective,
+        link_rate_bps=None if args.link_rate_kbps is None else args.link_rate_kbps * 1e3,
+    )
+    if args.out is not None:
+        plan.save(args.out)
+        log.info("wrote %s", args.out)
+    if args.json:
+        _emit_json(plan.to_dict())
+        return 0
+    from tinysplit.partition.render import plan_table
+
+    console.print(plan_table(plan))
+    if args.out is not None:
+        console.print(f"plan written to {args.out}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------- export
+
+
+def cmd_export(args: argparse.Namespace, console: Console) -> int:
+    """Write one model file per stage of a plan, plus a manifest."""
+    from tinysplit.model.export import export_plan
+    from tinysplit.partition import Plan
+
+    plan = Plan.load(args.plan)
+    manifest = export_plan(
+        plan,
+        args.out,
+        fmt=args.format,
+        samples=args.samples,
+        seed=args.seed,
+        progress=None if args.json else console,
+    )
+    if args.json:
+        _emit_json(manifest)
+        return 0
+    table = Table(title=f"exported {len(manifest['stages'])} stages to {args.out}")
+    for column in ("stage", "layers", "file", "input", "in exp", "output", "out exp"):
+        table.add_column(column)
+    for stage in manifest["stages"]:
+        table.add_row(
+            str(stage["stage"]),
+            f"{stage['first_layer']}-{stage['last_layer']}",
+            stage["file"],
+            stage["input"]["name"],
+            str(stage["input"]["exponent"]),
+            stage["output"]["name"],
+            str(stage["output"]["exponent"]),
+        )
+    console.print(table)
+    return 0
+
+
+# --------------------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser (exposed for documentation and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="tinysplit",
+        description="Split a neural network across ESP32-S3 boards and compare the radios "
+        "that link them.",
+    )
+    parser.add_argument("--version", action="version", version=f"tinysplit {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    model_help = "built-in name (mobilenet_v1[:alpha=..,input_size=..,classes=..], paper) or .onnx"
+
+    model = commands.add_parser("model", help="inspect models")
+    model_commands = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    show = model_commands.add_parser("show", help="list layers, shapes, parameters and cut points")
+    show.add_argument("model", help=model_help)
+    show.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    show.set_defaults(handler=cmd_model_show)
+
+    part = commands.add_parser("partition", help="split a model into pipeline stages")
+    part.add_argument("--model", required=True, help=model_help)
+    part.add_argument(
+        "--strategy",
+        choices=("paper", "greedy", "optimal"),
+        default="optimal",
+        help="paper: fill each device in turn; greedy: paper then move cuts to smaller tensors; "
+        "optimal: exact dynamic program (default)",
+    )
+    part.add_argument(
+        "--devices",
+        type=_devices,
+        default=None,
+        metavar="N|auto",
+        help="number of devices, or 'auto' for the fewest that fit (default)",
+    )
+    part.add_argument(
+        "--profile",
+        default="esp32s3-n8r8",
+        help="device profile (default esp32s3-n8r8; 'paper' mirrors the paper's accounting)",
+    )
+    part.add_argument("--transport", choices=("ble", "wifi", "espnow"), default="ble")
+    part.add_argument(
+        "--objective",
+        choices=("bottleneck", "bytes"),
+        default="bottleneck",
+        help="bottleneck: slowest stage (compute + send); bytes: largest tensor sent",
+    )
+    part.add_argument(
+        "--link-rate-kbps",
+        type=_positive_float,
+        default=None,
+        metavar="KBPS",
+        help="link goodput for the bottleneck objective (default: the transport's sourced rate)",
+    )
+    part.add_argument("--json", action="store_true", help="print the plan as JSON")
+    part.add_argument("--out", type=Path, default=None, help="write the plan to this JSON file")
+    part.set_defaults(handler=cmd_partition)
+
+    export = commands.add_parser("export", help="write one model file per stage of a plan")
+    export.add_argument("--plan", type=Path, required=True, help="plan JSON from 'partition --out'")
+    export.add_argument("--out", type=Path, required=True, help="output directory (new or empty)")
+    export.add_argument(
+        "--format",
+        choices=("onnx", "espdl"),
+        default="onnx",
+        help="onnx (default) or espdl (ESP-DL int16 via esp-ppq; needs tinysplit[espdl])",
+    )
+    export.add_argument(
+        "--samples", type=_positive_int, default=16, help="calibration images (default 16)"
+    )
+    export.add_argument("--seed", type=int, default=0, help="seed of the calibration images")
+    export.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    export.set_defaults(handler=cmd_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    # Pipes get a wide console so tables stay readable in logs and CI output.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+    handler: Handler = args.handler
+    try:
+        return handler(args, console)
+    except TinysplitError as exc:
+        if args.debug:
+            raise
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        sys.stderr.write(f"tinysplit: error: {reason}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("tinysplit: interrupted\n")
+        return 130
