@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -75,3 +76,65 @@ def test_console_script_runs_as_a_subprocess() -> None:
         "or a path to an .onnx file\n"
     )
     assert "Traceback" not in proc.stderr
+
+
+def test_partition_paper_split_table(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["partition", "--model", "paper", "--strategy", "paper", "--devices", "5"]
+    assert main([*argv, "--profile", "paper"]) == 0
+    out = capsys.readouterr().out
+    assert "paper split on 5 x paper over ble" in out
+    assert "largest tensor sent" in out
+
+
+def test_partition_json_and_out_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan_file = tmp_path / "plan.json"
+    argv = ["partition", "--model", SMALL, "--devices", "2", "--objective", "bytes"]
+    assert main([*argv, "--json", "--out", str(plan_file)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads(plan_file.read_text())
+    assert len(printed["stages"]) == 2
+    assert printed["model"]["name"] == SMALL
+
+
+def test_export_from_a_saved_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan_file = tmp_path / "plan.json"
+    assert main(["partition", "--model", SMALL, "--devices", "2", "--out", str(plan_file)]) == 0
+    out_dir = tmp_path / "stages"
+    assert main(["export", "--plan", str(plan_file), "--out", str(out_dir), "--samples", "2"]) == 0
+    assert "exported 2 stages" in capsys.readouterr().out
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        "manifest.json",
+        "stage1.onnx",
+        "stage2.onnx",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["partition", "--model", "paper", "--devices", "2", "--profile", "paper"],
+            "needs at least 3",
+        ),
+        (
+            ["partition", "--model", "paper", "--profile", "esp32s3-n4"],
+            "layer 1 (conv1)",
+        ),
+        (["partition", "--model", SMALL, "--profile", "esp32"], "unknown device profile"),
+        (["export", "--plan", "nowhere.json", "--out", "x"], "nowhere.json"),
+    ],
+)
+def test_partition_and_export_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1
+
+
+def test_malformed_plan_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "plan.json"
+    bad.write_text('{"schema_version": 1}')
+    assert main(["export", "--plan", str(bad), "--out", str(tmp_path / "out")]) == 1
+    assert "malformed plan" in capsys.readouterr().err
