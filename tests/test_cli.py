@@ -138,3 +138,17 @@ def test_malformed_plan_file(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     bad.write_text('{"schema_version": 1}')
     assert main(["export", "--plan", str(bad), "--out", str(tmp_path / "out")]) == 1
     assert "malformed plan" in capsys.readouterr().err
+
+
+def test_partition_with_the_papers_cuts(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["partition", "--model", "paper", "--profile", "paper", "--cuts", "23,37,49,59"]
+    assert main([*argv, "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["strategy"] == "manual"
+    assert [s["last_layer"] for s in plan["stages"]] == [23, 37, 49, 59, 67]
+
+
+def test_partition_cuts_must_be_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["partition", "--model", SMALL, "--cuts", "a,b"])
+    assert "comma-separated layer numbers" in capsys.readouterr().err

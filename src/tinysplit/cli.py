@@ -40,6 +40,15 @@ def _devices(text: str) -> int | None:
     return None if text == "auto" else _positive_int(text)
 
 
+def _cuts(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated layer numbers, got {text!r}"
+        ) from None
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -125,18 +134,24 @@ def cmd_model_show(args: argparse.Namespace, console: Console) -> int:
 def cmd_partition(args: argparse.Namespace, console: Console) -> int:
     """Split a model into stages and print (and optionally save) the plan."""
     from tinysplit.model import load_model
-    from tinysplit.partition import partition
+    from tinysplit.partition import partition, plan_from_cuts
 
     graph = load_model(args.model)
-    plan = partition(
-        graph,
-        strategy=args.strategy,
-        devices=args.devices,
-        profile=args.profile,
-        transport=args.transport,
-        objective=args.objective,
-        link_rate_bps=None if args.link_rate_kbps is None else args.link_rate_kbps * 1e3,
-    )
+    rate = None if args.link_rate_kbps is None else args.link_rate_kbps * 1e3
+    if args.cuts is not None:
+        plan = plan_from_cuts(
+            graph, args.cuts, profile=args.profile, transport=args.transport, link_rate_bps=rate
+        )
+    else:
+        plan = partition(
+            graph,
+            strategy=args.strategy,
+            devices=args.devices,
+            profile=args.profile,
+            transport=args.transport,
+            objective=args.objective,
+            link_rate_bps=rate,
+        )
     if args.out is not None:
         plan.save(args.out)
         log.info("wrote %s", args.out)
@@ -231,6 +246,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile",
         default="esp32s3-n8r8",
         help="device profile (default esp32s3-n8r8; 'paper' mirrors the paper's accounting)",
+    )
+    part.add_argument(
+        "--cuts",
+        type=_cuts,
+        default=None,
+        metavar="L1,L2,...",
+        help="evaluate this split instead of searching: last layer of each stage but the final "
+        "one (the paper's Table I: 23,37,49,59); --strategy/--devices/--objective are ignored",
     )
     part.add_argument("--transport", choices=("ble", "wifi", "espnow"), default="ble")
     part.add_argument(

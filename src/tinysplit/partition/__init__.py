@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from tinysplit.partition.cost import ComputeModel, layer_class, layer_compute_s, load_compute_model
 from tinysplit.partition.memory import MemoryModel, StageMemory
-from tinysplit.partition.partitioners import partition
+from tinysplit.partition.partitioners import partition, plan_from_cuts
 from tinysplit.partition.plan import (
     OBJECTIVES,
     SCHEMA_VERSION,
@@ -55,4 +55,5 @@ __all__ = [
     "load_transport",
     "load_transports",
     "partition",
+    "plan_from_cuts",
 ]

@@ -13,6 +13,8 @@ Stages start and end at valid cut points (``Graph.cut_points``) and must fit the
 * ``greedy``: the paper fill, then what the paper did by hand: each cut moves to the position
   between its neighbouring cuts with the smallest tensor, as long as both stages it bounds still
   fit the device. Passes repeat until no cut moves; the device count never changes.
+* ``manual`` (:func:`plan_from_cuts`): the user names the cuts, e.g. the paper's Table I split;
+  the plan reports its memory and timing and refuses stages that do not fit.
 * ``optimal``: an exact dynamic program over cut points. It uses the fewest devices that fit
   (or exactly ``devices``), then minimises the objective: ``bottleneck`` = the largest stage time
   (compute + sending its output at ``link_rate_bps``; the last stage sends nothing) or ``bytes`` =
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -281,3 +284,55 @@ def partition(
     if path is None:
         raise problem.infeasible(count)
     return problem.plan(path, strategy=strategy, objective=objective, transport=transport)
+
+
+def plan_from_cuts(
+    graph: Graph,
+    cuts: Sequence[int],
+    *,
+    profile: DeviceProfile | str = DEFAULT_PROFILE,
+    transport: str = "ble",
+    link_rate_bps: float | None = None,
+) -> Plan:
+    """Build the plan of a split the user chose (strategy ``manual``).
+
+    Args:
+        graph: the model.
+        cuts: 1-based numbers of the last layer of every stage but the final one, increasing
+            (the paper's Table I split is ``[23, 37, 49, 59]``).
+        profile: a :class:`DeviceProfile` or the name of a built-in one.
+        transport: transport id; selects code size, radio buffers and the default link rate.
+        link_rate_bps: link rate in bit/s for send times; the transport's default when ``None``.
+
+    Raises:
+        ConfigError: cuts out of order, outside the model or not at valid cut points.
+        PartitionError: a stage that does not fit the device (the message names it).
+    """
+    n = len(graph.layers)
+    if list(cuts) != sorted(set(cuts)) or any(not 1 <= c < n for c in cuts):
+        raise ConfigError(f"cuts must be increasing layer numbers in 1..{n - 1}, got {list(cuts)}")
+    valid = set(graph.cut_points)
+    for c in cuts:
+        if c - 1 not in valid:
+            raise ConfigError(
+                f"model {graph.name!r} cannot be cut after layer {c} ({graph.layers[c - 1].name}): "
+                "more than one tensor is live there"
+            )
+    rate = load_transport(transport).link_rate_bps if link_rate_bps is None else link_rate_bps
+    if not 0 < rate < math.inf:
+        raise ConfigError(f"link_rate_bps must be a positive number, got {link_rate_bps!r}")
+    prof = load_profile(profile) if isinstance(profile, str) else profile
+    memory = MemoryModel(graph, prof, transport)
+    problem = _Problem(graph, memory, "bottleneck", float(rate))
+    index = {int(p): j for j, p in enumerate(problem.positions)}
+    path = (0, *(index[c - 1] for c in cuts), len(problem.positions) - 1)
+    for device, (p, q) in enumerate(itertools.pairwise(path), start=1):
+        first, last = int(problem.positions[p]) + 1, int(problem.positions[q])
+        overflow = memory.stage_memory(first, last).overflow()
+        if overflow:
+            detail = "; ".join(f"{k} {_size(u)} > {_size(c)}" for k, (u, c) in overflow.items())
+            raise PartitionError(
+                f"stage {device} (layers {first + 1}-{last + 1}) does not fit one "
+                f"{prof.name!r} device over {transport}: {detail}"
+            )
+    return problem.plan(path, strategy="manual", objective="bottleneck", transport=transport)

@@ -23,6 +23,8 @@ from tinysplit.partition.profiles import TRANSPORTS, DeviceProfile
 SCHEMA_VERSION = 1
 #: Partitioning strategies.
 STRATEGIES = ("paper", "greedy", "optimal")
+#: Every strategy a plan can record: the partitioners plus ``manual`` (cuts given by the user).
+PLAN_STRATEGIES = (*STRATEGIES, "manual")
 #: What the optimal strategy minimises once the device count is fixed.
 OBJECTIVES = ("bottleneck", "bytes")
 
@@ -192,7 +194,7 @@ class Plan:
         profile: the board profile the memory was checked against.
         transport: transport id the stages send over.
         objective: ``"bottleneck"`` or ``"bytes"``.
-        strategy: ``"paper"``, ``"greedy"`` or ``"optimal"``.
+        strategy: ``"paper"``, ``"greedy"``, ``"optimal"`` or ``"manual"``.
         link_rate_bps: link rate used for send times, bit/s.
         stages: the stages in pipeline order.
     """
@@ -209,7 +211,7 @@ class Plan:
 
     def __post_init__(self) -> None:
         for key, value, valid in (
-            ("strategy", self.strategy, STRATEGIES),
+            ("strategy", self.strategy, PLAN_STRATEGIES),
             ("objective", self.objective, OBJECTIVES),
             ("transport", self.transport, TRANSPORTS),
         ):
