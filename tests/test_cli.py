@@ -152,3 +152,11 @@ def test_partition_cuts_must_be_numbers(capsys: pytest.CaptureFixture[str]) -> N
     with pytest.raises(SystemExit):
         main(["partition", "--model", SMALL, "--cuts", "a,b"])
     assert "comma-separated layer numbers" in capsys.readouterr().err
+
+
+def test_model_show_sqnr_column(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["model", "show", SMALL, "--sqnr", "2", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["layer_table"]
+    relus = [row["sqnr_db"] for row in rows if row["op"] == "Relu"]
+    assert len(relus) == 27
+    assert min(relus) > 40.0  # int16 keeps every ReLU output far above 8-bit quality (~40 dB)

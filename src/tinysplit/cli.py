@@ -77,6 +77,7 @@ def cmd_model_show(args: argparse.Namespace, console: Console) -> int:
 
     graph = load_model(args.model)
     cuts = set(graph.cut_points)
+    sqnr = _layer_sqnr(graph, args.sqnr) if args.sqnr else {}
     layers: list[dict[str, Any]] = [
         {
             "layer": layer.index + 1,
@@ -89,6 +90,7 @@ def cmd_model_show(args: argparse.Namespace, console: Console) -> int:
             "macs": layer.macs,
             "cut_after": layer.index in cuts,
         }
+        | ({"sqnr_db": sqnr[layer.name]} if sqnr else {})
         for layer in graph.layers
     ]
     summary: dict[str, Any] = {
@@ -106,7 +108,8 @@ def cmd_model_show(args: argparse.Namespace, console: Console) -> int:
         _emit_json(summary | {"layer_table": layers})
         return 0
     table = Table(title=f"{graph.name}: {len(graph)} layers, {summary['conv_layers']} Conv")
-    for column in ("#", "name", "op", "output (NHWC)", "out KB", "params", "MACs", "cut"):
+    columns = ["#", "name", "op", "output (NHWC)", "out KB", "params", "MACs", "cut"]
+    for column in columns + (["SQNR dB"] if sqnr else []):
         table.add_column(column, justify="left" if column in ("name", "op") else "right")
     for row in layers:
         table.add_row(
@@ -118,6 +121,7 @@ def cmd_model_show(args: argparse.Namespace, console: Console) -> int:
             f"{row['params']:,}",
             f"{row['macs']:,}",
             "yes" if row["cut_after"] else "",
+            *([f"{row['sqnr_db']:.1f}"] if sqnr else []),
         )
     console.print(table)
     console.print(
@@ -126,6 +130,16 @@ def cmd_model_show(args: argparse.Namespace, console: Console) -> int:
         f"{graph.macs / 1e6:.1f} M MACs | {len(cuts)} cut points"
     )
     return 0
+
+
+def _layer_sqnr(graph: Any, samples: int) -> dict[str, float]:
+    """Per-layer SQNR (dB) of the int16 model, calibrated on ``samples`` images (seed 0) and
+    measured on one held-out image (seed 1)."""
+    from tinysplit.model.execute import layer_sqnr
+    from tinysplit.model.quantize import calibrate, sample_inputs
+
+    qmodel = calibrate(graph, sample_inputs(graph, samples, seed=0))
+    return dict(layer_sqnr(qmodel, sample_inputs(graph, 1, seed=1)))
 
 
 # ------------------------------------------------------------------------------------ partition
@@ -223,6 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     model_commands = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
     show = model_commands.add_parser("show", help="list layers, shapes, parameters and cut points")
     show.add_argument("model", help=model_help)
+    show.add_argument(
+        "--sqnr",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="add each layer's int16 SQNR against float (calibrated on N seeded images, "
+        "measured on another)",
+    )
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
     show.set_defaults(handler=cmd_model_show)
 
