@@ -48,6 +48,7 @@ class ComputeModel:
         eta: fraction of peak reached per MAC class (keys: :data:`MAC_CLASSES`).
         memory_bytes_per_s: effective memory bandwidth for non-MAC layers, bytes/s.
         layer_overhead_s: fixed cost per layer in seconds.
+        dual_core_speedup: how much faster ESP-DL runs a model on both cores than on one.
     """
 
     clock_hz: float
@@ -55,12 +56,15 @@ class ComputeModel:
     eta: Mapping[str, float]
     memory_bytes_per_s: float
     layer_overhead_s: float
+    dual_core_speedup: float = 1.0
 
     def __post_init__(self) -> None:
         if not (self.clock_hz > 0 and self.s16_macs_per_cycle > 0 and self.memory_bytes_per_s > 0):
             raise ConfigError("compute model: clock, MACs per cycle and bandwidth must be > 0")
         if not self.layer_overhead_s >= 0:
             raise ConfigError("compute model: layer_overhead_s must be >= 0")
+        if not 1.0 <= self.dual_core_speedup <= 2.0:
+            raise ConfigError("compute model: dual_core_speedup must be within 1..2")
         missing = [c for c in MAC_CLASSES if c not in self.eta]
         if missing or any(not 0 < self.eta[c] <= 1 for c in MAC_CLASSES):
             raise ConfigError(
@@ -81,6 +85,7 @@ class ComputeModel:
             "eta": dict(self.eta),
             "memory_bytes_per_s": self.memory_bytes_per_s,
             "layer_overhead_s": self.layer_overhead_s,
+            "dual_core_speedup": self.dual_core_speedup,
         }
 
     @classmethod
@@ -93,6 +98,7 @@ class ComputeModel:
                 eta={str(k): float(v) for k, v in dict(data["eta"]).items()},
                 memory_bytes_per_s=float(data["memory_bytes_per_s"]),
                 layer_overhead_s=float(data["layer_overhead_s"]),
+                dual_core_speedup=float(data["dual_core_speedup"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"bad compute model: {exc}") from exc
@@ -124,6 +130,7 @@ def derive_compute_model(data: Mapping[str, Any]) -> ComputeModel:
             eta=eta,
             memory_bytes_per_s=bandwidth,
             layer_overhead_s=float(data["overhead"]["layer_s"]),
+            dual_core_speedup=float(data["multicore"]["dual_core_speedup"]),
         )
     except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
         raise ConfigError(f"bad compute data: {exc!r}") from exc

@@ -1,0 +1,98 @@
+"""Calibration data of the link, signal and power models, read from ``links/data/<chip>*.toml``.
+
+Every constant in those files carries a comment naming its source and kind (``[datasheet]``,
+``[idf]`` default, ``[measured]``, ``[paper]``, ``[derived]``, ``[unverified]``). Top-level tables:
+``signal``, ``power`` and one per transport (``ble``, ``wifi``, ``espnow``), each transport with a
+``default_profile`` and named ``profiles``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from collections.abc import Mapping
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from tinysplit.errors import ConfigError
+
+DEFAULT_CHIP = "esp32s3"
+
+
+@lru_cache(maxsize=4)
+def load_calibration(chip: str = DEFAULT_CHIP) -> Mapping[str, Any]:
+    """All calibration tables of ``chip``, merged from its data files.
+
+    Raises:
+        ConfigError: no data for the chip, or two files defining the same top-level table.
+    """
+    data_dir = resources.files("tinysplit.links") / "data"
+    files = sorted(
+        (f for f in data_dir.iterdir() if f.name.startswith(chip) and f.name.endswith(".toml")),
+        key=lambda f: f.name,
+    )
+    if not files:
+        raise ConfigError(f"no link calibration data for chip {chip!r}")
+    merged: dict[str, Any] = {}
+    for f in files:
+        for key, value in tomllib.loads(f.read_text()).items():
+            if key in merged:
+                raise ConfigError(f"calibration table {key!r} is defined twice ({f.name})")
+            merged[key] = value
+    return merged
+
+
+def calibration_hash(chip: str = DEFAULT_CHIP) -> str:
+    """sha256 of the chip's calibration data files (recorded in run manifests)."""
+    data_dir = resources.files("tinysplit.links") / "data"
+    digest = hashlib.sha256()
+    for f in sorted(data_dir.iterdir(), key=lambda p: p.name):
+        if f.name.startswith(chip) and f.name.endswith(".toml"):
+            digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
+def transport_table(transport: str, chip: str = DEFAULT_CHIP) -> Mapping[str, Any]:
+    """The calibration table of one transport (``ble``, ``wifi``, ``espnow``)."""
+    data = load_calibration(chip)
+    if transport not in data or "profiles" not in data[transport]:
+        raise ConfigError(f"unknown transport {transport!r} (valid: ble, wifi, espnow)")
+    table: Mapping[str, Any] = data[transport]
+    return table
+
+
+def profile_names(transport: str, chip: str = DEFAULT_CHIP) -> tuple[str, ...]:
+    """Names of the calibrated profiles of ``transport``."""
+    return tuple(transport_table(transport, chip)["profiles"])
+
+
+def default_profile(transport: str, chip: str = DEFAULT_CHIP) -> str:
+    """The profile used when none is named."""
+    return str(transport_table(transport, chip)["default_profile"])
+
+
+def profile_table(
+    transport: str, name: str | None = None, chip: str = DEFAULT_CHIP
+) -> Mapping[str, Any]:
+    """The raw table of one profile (the transport's default when ``name`` is None).
+
+    Raises:
+        ConfigError: unknown transport or profile (the message lists the valid ones).
+    """
+    table = transport_table(transport, chip)
+    name = default_profile(transport, chip) if name is None else name
+    profiles: Mapping[str, Any] = table["profiles"]
+    if name not in profiles:
+        raise ConfigError(f"unknown {transport} profile {name!r} (valid: {', '.join(profiles)})")
+    result: Mapping[str, Any] = profiles[name]
+    return result
+
+
+def section(name: str, chip: str = DEFAULT_CHIP) -> Mapping[str, Any]:
+    """A non-transport table such as ``signal`` or ``power``."""
+    data = load_calibration(chip)
+    if name not in data:
+        raise ConfigError(f"calibration data for {chip!r} has no {name!r} table")
+    result: Mapping[str, Any] = data[name]
+    return result

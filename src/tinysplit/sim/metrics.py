@@ -1,0 +1,103 @@
+"""Summaries of a simulated (or measured) run: latency, throughput, network vs compute, energy."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from tinysplit.sim.energy import STATES
+from tinysplit.sim.pipeline import SimResult
+
+
+def summarize(result: SimResult) -> dict[str, Any]:
+    """Figures of one run, in seconds, bytes, joules and inferences per second.
+
+    Keys: ``inferences``, ``completed``, ``failed``, ``latency_s`` (p50, p95, mean over completed
+    inferences, from injection to the last board's output), ``throughput_per_s`` (completed
+    inferences per second between the first and last completion), ``network_s`` and
+    ``inference_s`` (summed transfer and compute time, the paper's Figure 5a), ``stages`` and
+    ``links`` (per board and per link), ``energy_j`` (per board by state) and
+    ``energy_per_inference_j``.
+    """
+    n = len(result.plan.stages)
+    done = result.completed
+    out_end = {e.inference: e.inference_end_s for e in result.stage_events if e.stage == n}
+    latencies = np.array([out_end[i] - result.injected_s[i] for i in done])
+    completions = np.sort(np.array([out_end[i] for i in done]))
+    throughput = (
+        (len(completions) - 1) / (completions[-1] - completions[0])
+        if len(completions) > 1 and completions[-1] > completions[0]
+        else math.nan
+    )
+    stages = []
+    for k in range(1, n + 1):
+        events = [e for e in result.stage_events if e.stage == k]
+        stages.append(
+            {
+                "stage": k,
+                "receive_s": _mean([e.receive_end_s - e.receive_start_s for e in events]),
+                "inference_s": _mean([e.inference_end_s - e.inference_start_s for e in events]),
+                "send_s": _mean([e.send_end_s - e.send_start_s for e in events]),
+            }
+        )
+    links = []
+    for k in range(1, n):
+        moves = [e for e in result.link_events if e.stage == k]
+        transfers = len(moves)
+        failures = sum(not e.result.delivered for e in moves)
+        links.append(
+            {
+                "link": f"{k}->{k + 1}",
+                "rssi_dbm": result.rssi_dbm[k - 1],
+                "bytes": result.plan.stages[k - 1].outgoing.size_bytes,
+                "transfers": transfers,
+                "failures": failures,
+                "failure_rate": failures / transfers if transfers else math.nan,
+                "mean_transfer_s": _mean([e.result.duration_s for e in moves]),
+                "app_frames": sum(e.result.app_frames for e in moves),
+                "retransmissions": sum(e.result.retransmissions for e in moves),
+                "drops": sum(e.result.drops for e in moves),
+                "link_retries": sum(e.result.link_retries for e in moves),
+                "bytes_on_air": sum(e.result.bytes_on_air for e in moves),
+                "setup_s": result.setup_s[k - 1],
+            }
+        )
+    network_s = sum(e.result.duration_s for e in result.link_events)
+    inference_s = sum(
+        e.inference_end_s - e.inference_start_s
+        for e in result.stage_events
+        if not math.isnan(e.inference_end_s)
+    )
+    energy = [{s: board.get(s, 0.0) for s in STATES} for board in result.energy_j]
+    total_j = sum(sum(board.values()) for board in energy)
+    return {
+        "inferences": result.config.inferences,
+        "completed": len(done),
+        "failed": len(result.failed),
+        "duration_s": result.duration_s,
+        "latency_s": {
+            "p50": _pct(latencies, 50),
+            "p95": _pct(latencies, 95),
+            "mean": _mean(list(latencies)),
+        },
+        "throughput_per_s": throughput,
+        "network_s": network_s,
+        "inference_s": inference_s,
+        "network_to_inference": network_s / inference_s if inference_s else math.nan,
+        "stages": stages,
+        "links": links,
+        "energy_j": energy,
+        "energy_total_j": total_j,
+        "energy_per_inference_j": total_j / len(done) if done else math.nan,
+    }
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
+def _pct(values: np.ndarray, q: float) -> float:
+    return float(np.percentile(values, q)) if len(values) else math.nan
