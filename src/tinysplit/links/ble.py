@@ -22,7 +22,7 @@ What one transfer simulates (details in :mod:`tinysplit.links.ble_engine`):
   the ``paper`` profile only). Draws are made per PDU from one uniform each, so for a given seed
   a weaker RSSI never gives fewer errors.
 
-Profiles live in ``links/data/esp32s3-ble.toml``; :meth:`BleLink.from_profile` builds one.
+Profiles live in ``links/data/esp32s3.toml`` (``[ble]``); :meth:`BleLink.from_profile` builds one.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ class BleLink(LinkModel):
 
     @classmethod
     def from_profile(cls, name: str | None = None) -> BleLink:
-        """The link of a named profile from ``esp32s3-ble.toml`` (the default for None).
+        """The link of a named profile from ``esp32s3.toml [ble]`` (the default for None).
 
         Raises:
             ConfigError: unknown profile (the message lists the valid names) or bad values.

@@ -1,5 +1,5 @@
 """BLE calibration profiles: ``[ble.profiles.<name>]`` over ``[ble.defaults]`` in
-``links/data/esp32s3-ble.toml``, validated into a frozen :class:`BleProfile`."""
+``links/data/esp32s3.toml`` (``[ble]``), validated into a frozen :class:`BleProfile`."""
 
 from __future__ import annotations
 

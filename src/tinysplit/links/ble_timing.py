@@ -10,7 +10,7 @@ coding indicator at S8 whatever the payload coding, which also lands in ``fixed_
 
 With unlimited exchanges per event and no errors this gives the ceilings of radios-ref §1.2
 (791 / 1402 / 237 kbps for 1M+DLE, 2M+DLE and 1M without DLE); :func:`ll_ceiling_kbps`
-reproduces them. All constants come from ``links/data/esp32s3-ble.toml`` (``[ble.spec]`` and
+reproduces them. All constants come from ``links/data/esp32s3.toml`` (``[ble]``) (``[ble.spec]`` and
 ``[ble.phy.*]``).
 """
 

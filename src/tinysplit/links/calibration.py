@@ -1,4 +1,4 @@
-"""Calibration data of the link, signal and power models, read from ``links/data/<chip>*.toml``.
+"""Calibration data of the link, signal and power models, read from ``links/data/<chip>.toml``.
 
 Every constant in those files carries a comment naming its source and kind (``[datasheet]``,
 ``[idf]`` default, ``[measured]``, ``[paper]``, ``[derived]``, ``[unverified]``). Top-level tables:
@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any
 
 from tinysplit.errors import ConfigError
@@ -20,37 +21,26 @@ from tinysplit.errors import ConfigError
 DEFAULT_CHIP = "esp32s3"
 
 
+def _data_file(chip: str) -> Traversable:
+    path = resources.files("tinysplit.links") / "data" / f"{chip}.toml"
+    if not path.is_file():
+        raise ConfigError(f"no link calibration data for chip {chip!r}")
+    return path
+
+
 @lru_cache(maxsize=4)
 def load_calibration(chip: str = DEFAULT_CHIP) -> Mapping[str, Any]:
-    """All calibration tables of ``chip``, merged from its data files.
+    """All calibration tables of ``chip``.
 
     Raises:
-        ConfigError: no data for the chip, or two files defining the same top-level table.
+        ConfigError: no data file for the chip.
     """
-    data_dir = resources.files("tinysplit.links") / "data"
-    files = sorted(
-        (f for f in data_dir.iterdir() if f.name.startswith(chip) and f.name.endswith(".toml")),
-        key=lambda f: f.name,
-    )
-    if not files:
-        raise ConfigError(f"no link calibration data for chip {chip!r}")
-    merged: dict[str, Any] = {}
-    for f in files:
-        for key, value in tomllib.loads(f.read_text()).items():
-            if key in merged:
-                raise ConfigError(f"calibration table {key!r} is defined twice ({f.name})")
-            merged[key] = value
-    return merged
+    return tomllib.loads(_data_file(chip).read_text("utf-8"))
 
 
 def calibration_hash(chip: str = DEFAULT_CHIP) -> str:
-    """sha256 of the chip's calibration data files (recorded in run manifests)."""
-    data_dir = resources.files("tinysplit.links") / "data"
-    digest = hashlib.sha256()
-    for f in sorted(data_dir.iterdir(), key=lambda p: p.name):
-        if f.name.startswith(chip) and f.name.endswith(".toml"):
-            digest.update(f.read_bytes())
-    return digest.hexdigest()
+    """sha256 of the chip's calibration data file (recorded in run manifests)."""
+    return hashlib.sha256(_data_file(chip).read_bytes()).hexdigest()
 
 
 def transport_table(transport: str, chip: str = DEFAULT_CHIP) -> Mapping[str, Any]:

@@ -14,7 +14,7 @@ bitmap). Attempts fail with the Rician-faded PER of the data frame or of its MAC
 
 Everything inside one transfer is drawn at once with numpy: attempts per send from the truncated
 geometric law, application-level resends from the geometric law, backoffs as one matrix.
-Constants and their sources: ``links/data/esp32s3-espnow.toml``.
+Constants and their sources: ``links/data/esp32s3.toml`` (``[espnow]``).
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ class FrameLayout:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EspNowProfile:
-    """A calibrated ESP-NOW configuration (see ``esp32s3-espnow.toml`` for sources).
+    """A calibrated ESP-NOW configuration (see ``esp32s3.toml [espnow]`` for sources).
 
     Attributes:
         name: profile name.
@@ -248,7 +248,7 @@ class EspNowLink(LinkModel):
 
     @classmethod
     def from_profile(cls, name: str | None = None) -> EspNowLink:
-        """The link with a named profile of ``esp32s3-espnow.toml`` (the default when None).
+        """The link with a named profile of ``esp32s3.toml [espnow]`` (the default when None).
 
         Raises:
             ConfigError: unknown profile (the message lists the valid ones) or bad data.

@@ -18,7 +18,7 @@ unacknowledged, slow start from lwIP's initial cwnd, the receiver acknowledging 
 (or from the delayed-ACK timer), per-segment CPU ``tx_cpu_s`` / ``rx_cpu_s`` and stack latencies
 ``tx_latency_s`` (ACK in -> next segment out) and ``rx_latency_s`` (segment in -> ACK out).
 Random draws (MAC attempts, backoffs) are made with numpy up front; the event recursion runs over
-plain floats. Constants and sources: ``links/data/esp32s3-wifi.toml``.
+plain floats. Constants and sources: ``links/data/esp32s3.toml`` (``[wifi]``).
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ class WifiPhy:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WifiProfile:
-    """A calibrated SoftAP + lwIP TCP configuration (sources in ``esp32s3-wifi.toml``).
+    """A calibrated SoftAP + lwIP TCP configuration (sources in ``esp32s3.toml [wifi]``).
 
     Attributes:
         name: profile name.
@@ -237,7 +237,7 @@ class WifiLink(LinkModel):
 
     @classmethod
     def from_profile(cls, name: str | None = None) -> WifiLink:
-        """The link with a named profile of ``esp32s3-wifi.toml`` (the default when None).
+        """The link with a named profile of ``esp32s3.toml [wifi]`` (the default when None).
 
         Raises:
             ConfigError: unknown profile (the message lists the valid ones) or bad data.
