@@ -160,3 +160,79 @@ def test_model_show_sqnr_column(capsys: pytest.CaptureFixture[str]) -> None:
     relus = [row["sqnr_db"] for row in rows if row["op"] == "Relu"]
     assert len(relus) == 27
     assert min(relus) > 40.0  # int16 keeps every ReLU output far above 8-bit quality (~40 dB)
+
+
+def test_links_show_lists_every_profile(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["links", "show", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    names = {(r["transport"], r["profile"]) for r in rows}
+    for expected in [
+        ("ble", "paper"), ("ble", "nimble-default"), ("ble", "nimble-tuned"),
+        ("ble", "bluedroid-1m"), ("ble", "bluedroid-2m"), ("espnow", "v1-1mbps"),
+        ("espnow", "v2-1mbps"), ("espnow", "v2-fast"), ("wifi", "lwip-default"),
+        ("wifi", "lwip-tuned"),
+    ]:  # fmt: skip
+        assert expected in names
+    assert main(["links", "show", "ble", "paper"]) == 0
+    assert "goodput_kbps" in capsys.readouterr().out
+
+
+def test_links_check_passes_for_every_profile(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["links", "check", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 10
+    assert all(r["passed"] for r in rows)
+
+
+def test_simulate_the_papers_pipeline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan_file = tmp_path / "plan.json"
+    argv = ["partition", "--model", "paper", "--profile", "paper", "--cuts", "23,37,49,59"]
+    assert main([*argv, "--out", str(plan_file), "--json"]) == 0
+    capsys.readouterr()
+    sim = ["simulate", "--transport", "ble", "--model", "paper", "--plan", str(plan_file)]
+    opts = ["--mode", "paper", "--window", "6", "--positions", "paper", "--inferences", "2"]
+    assert main([*sim, *opts, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["completed"] == 2
+    assert data["network_s"] > 5 * data["inference_s"]
+    assert [link["rssi_dbm"] for link in data["links"]] == [-66.0, -76.0, -71.0, -60.0]
+    assert set(data["energy_j"][0]) == {"idle", "inference", "radio_tx", "radio_rx"}
+    assert main([*sim, *opts]) == 0
+    assert "completed 2/2" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--transport", "ble", "--profile", "nope"], "unknown ble profile 'nope'"),
+        (["--transport", "ble", "--positions", "nowhere.toml"], "unknown layout 'nowhere.toml'"),
+        (["--transport", "wifi", "--model", SMALL, "--devices", "3", "--positions", "paper"],
+         "rssi_dbm has 4 values but 3 boards have 2 links"),
+    ],
+)  # fmt: skip
+def test_simulate_bad_input(
+    extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["simulate", "--inferences", "1", *extra]
+    if "--model" not in extra:
+        argv += ["--model", SMALL, "--devices", "2"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1
+
+
+def test_simulate_plan_for_another_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan_file = tmp_path / "plan.json"
+    assert main(["partition", "--model", SMALL, "--devices", "2", "--out", str(plan_file)]) == 0
+    argv = ["simulate", "--transport", "ble", "--model", "paper", "--plan", str(plan_file)]
+    assert main(argv) == 1
+    assert "model hash mismatch" in capsys.readouterr().err
+
+
+def test_simulate_window_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["simulate", "--transport", "ble", "--window", "0"])
+    assert "expected a positive integer" in capsys.readouterr().err

@@ -121,3 +121,15 @@ def test_simpy_backend_gives_identical_records() -> None:
     theirs = simulate(plan, config, link=FixedLink(0.45), backend=simpy)
     assert ours.stage_events == theirs.stage_events
     assert ours.duration_s == theirs.duration_s
+
+
+@pytest.mark.parametrize("transport", ["ble", "wifi", "espnow"])
+def test_same_seed_same_records_with_calibrated_links(transport: str) -> None:
+    plan = three_stage_plan((0.05, 0.1, 0.05))
+    config = PipelineConfig(transport=transport, rssi_dbm=(-70.0, -85.0), inferences=4, seed=3)
+    a, b = simulate(plan, config), simulate(plan, config)
+    assert a.stage_events == b.stage_events
+    assert a.link_events == b.link_events
+    other = simulate(plan, PipelineConfig(transport=transport, rssi_dbm=(-70.0, -85.0),
+                                          inferences=4, seed=4))  # fmt: skip
+    assert other.link_events != a.link_events
