@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from typing import Any, ClassVar
 
 import numpy as np
@@ -31,7 +30,7 @@ import numpy.typing as npt
 from tinysplit.errors import ConfigError
 from tinysplit.links.base import LinkConditions, LinkModel, Mode, TransferResult, Transport
 from tinysplit.links.calibration import profile_table, section, transport_table
-from tinysplit.links.signal import error_constant, faded_packet_error_rate
+from tinysplit.links.signal import MAX_FAILURE, faded_per
 from tinysplit.protocol.frames import (
     ACK_BITMAP_BYTES,
     HEADER_BYTES,
@@ -43,18 +42,6 @@ from tinysplit.protocol.frames import (
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
-
-#: Attempt-failure probabilities are clamped below 1 so that a dead link gives huge, finite times.
-MAX_FAILURE = 1.0 - 1e-9
-
-
-@lru_cache(maxsize=4096)
-def faded_per(
-    frame_bytes: int, rssi_dbm: float, sens_dbm: float, per: float, ref: int, kf: float
-) -> float:
-    """Cached :func:`faded_packet_error_rate` with the error constant of (``per``, ``ref``)."""
-    k = error_constant(per, ref)
-    return faded_packet_error_rate(frame_bytes, rssi_dbm, sens_dbm, k, kf)
 
 
 def _check(ok: bool, message: str) -> None:

@@ -9,8 +9,10 @@ for 11g/n). ``PER(L) = 1 - (1 - BER)^(8 L)``.
 
 Indoors the received power also fades from packet to packet. :func:`faded_packet_error_rate`
 averages the PER over Rician fading (K factor in dB; ``-inf`` is Rayleigh), which turns the
-steep waterfall of the conducted test into the gentle decline seen on real links. Constants and
-sources: ``links/data/esp32s3.toml``.
+steep waterfall of the conducted test into the gentle decline seen on real links. The frame-level
+models (ESP-NOW, Wi-Fi) share :func:`faded_per`, a cached form keyed by the datasheet PER anchor,
+and clamp attempt-failure probabilities to :data:`MAX_FAILURE`. Constants and sources:
+``links/data/esp32s3.toml``.
 """
 
 from __future__ import annotations
@@ -135,3 +137,31 @@ def faded_packet_error_rate(
     snr = 10.0 ** ((rssi_dbm - sensitivity_dbm) / 10.0) * _fading_gains(rician_k_db)
     ber = 0.5 * np.exp(-k * snr)
     return float(np.mean(-np.expm1(8 * frame_bytes * np.log1p(-ber))))
+
+
+#: Attempt-failure probabilities are clamped below 1 so that a dead link gives huge, finite times.
+MAX_FAILURE = 1.0 - 1e-9
+
+
+@lru_cache(maxsize=4096)
+def faded_per(
+    frame_bytes: int, rssi_dbm: float, sens_dbm: float, per: float, ref: int, kf: float
+) -> float:
+    """Cached :func:`faded_packet_error_rate` with the error constant of (``per``, ``ref``).
+
+    Args:
+        frame_bytes: bytes on air per frame (all of them can be hit).
+        rssi_dbm: mean received power, dBm.
+        sens_dbm: receiver sensitivity of the modulation, dBm.
+        per: datasheet PER at ``sens_dbm`` (0..1) of the ``ref`` bytes reference packet.
+        ref: reference packet size of the datasheet PER, bytes.
+        kf: Rician K factor, dB (``float("-inf")`` for Rayleigh).
+
+    Returns:
+        The mean PER over fading, 0..1.
+
+    Raises:
+        ConfigError: ``per`` outside (0, 1) or ``ref`` below 1 B (from :func:`error_constant`).
+    """
+    k = error_constant(per, ref)
+    return faded_packet_error_rate(frame_bytes, rssi_dbm, sens_dbm, k, kf)

@@ -4,7 +4,8 @@ One board runs the SoftAP, the others are stations. When neither end is the AP
 (``conditions.relay_rssi_dbm`` set) every frame, data and TCP ACK alike, crosses the air twice: the
 AP stores each one and forwards it after ``relay_forward_s``; its radio time is reported as
 ``relay_tx_s`` / ``relay_rx_s``. Each hop picks the fastest HT20 MCS whose datasheet sensitivity
-plus ``rate_margin_db`` the hop's RSSI clears.
+plus ``rate_margin_db`` the hop's RSSI clears; that rate choice, the airtime tables, the channel
+access draws and the MAC retry rounds are in :mod:`tinysplit.links.wifi_air`.
 
 The medium is one shared server: a transmission (an A-MPDU of up to ``ampdu_max_mpdus`` frames that
 are queued when it starts) waits for the medium, then takes ``AIFS + backoff + PPDU + SIFS + ACK or
@@ -34,7 +35,7 @@ import numpy as np
 from tinysplit.errors import ConfigError
 from tinysplit.links.base import LinkConditions, LinkModel, Mode, TransferResult, Transport
 from tinysplit.links.calibration import profile_table, section, transport_table
-from tinysplit.links.espnow import MAX_FAILURE, faded_per
+from tinysplit.links.wifi_air import WifiAir, WifiPhy
 from tinysplit.protocol.frames import (
     HEADER_BYTES,
     PAPER_TIMER_ID_BYTES,
@@ -43,6 +44,8 @@ from tinysplit.protocol.frames import (
     frames_for_tensor,
 )
 
+__all__ = ["WifiLink", "WifiPhy", "WifiProfile"]
+
 INF = math.inf
 _S, _R, _A = 0, 1, 2  # sender, receiver, access point (relay): indices of the radio-time lists
 
@@ -50,54 +53,6 @@ _S, _R, _A = 0, 1, 2  # sender, receiver, access point (relay): indices of the r
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WifiPhy:
-    """802.11n HT20 PHY/MAC timing and frame sizes (2.4 GHz). Times in us, sizes in bytes."""
-
-    slot_us: float
-    sifs_us: float
-    aifsn: int
-    cw_min: int
-    cw_max: int
-    ht_preamble_us: float
-    legacy_preamble_us: float
-    symbol_us: float
-    signal_extension_us: float
-    mcs_bits_per_symbol: tuple[int, ...]
-    mcs_sensitivity_dbm: tuple[float, ...]
-    per_at_sensitivity: float
-    per_reference_bytes: int
-    control_rates_mbps: tuple[float, ...]
-    control_sensitivity_dbm: tuple[float, ...]
-    control_per_reference_bytes: int
-    mpdu_overhead_bytes: int  # around a TCP segment's payload: MAC, CCMP, LLC/SNAP, IP/TCP, FCS
-    ack_bytes: int
-    block_ack_bytes: int
-    ampdu_delimiter_bytes: int
-    max_attempts: int
-
-    def __post_init__(self) -> None:
-        mcs = len(self.mcs_bits_per_symbol)
-        _check(mcs >= 1 and len(self.mcs_sensitivity_dbm) == mcs, "one sensitivity per MCS needed")
-        _check(
-            len(self.control_rates_mbps) == len(self.control_sensitivity_dbm) >= 1,
-            "one sensitivity per control rate needed",
-        )
-        _check(1 <= self.cw_min <= self.cw_max and self.aifsn >= 1, "bad contention parameters")
-        _check(1 <= self.max_attempts <= 30, "max_attempts must be within 1..30")
-        _check(0 < self.per_at_sensitivity < 1, "per_at_sensitivity must be in (0, 1)")
-
-    def ht_ppdu_s(self, psdu_bytes: int, mcs: int) -> float:
-        """HT-mixed PPDU time of ``psdu_bytes`` at ``mcs``, seconds."""
-        symbols = math.ceil((22 + 8 * psdu_bytes) / self.mcs_bits_per_symbol[mcs])
-        return (self.ht_preamble_us + self.symbol_us * symbols + self.signal_extension_us) * 1e-6
-
-    def control_ppdu_s(self, frame_bytes: int, rate_mbps: float) -> float:
-        """Non-HT OFDM PPDU time of a control frame at ``rate_mbps``, seconds."""
-        symbols = math.ceil((22 + 8 * frame_bytes) / (rate_mbps * 4.0))
-        return (self.legacy_preamble_us + 4.0 * symbols + self.signal_extension_us) * 1e-6
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -198,19 +153,6 @@ class WifiProfile:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class _Hop:
-    """One hop's rate, failure probabilities and airtime tables (index: MPDUs per PPDU)."""
-
-    mcs: int
-    p_fail: tuple[float, float]  # attempt failure of a full segment / a TCP ACK (or its response)
-    psdu: tuple[tuple[int, ...], tuple[int, ...]]  # PSDU bytes, segments / TCP ACKs
-    ppdu_s: tuple[tuple[float, ...], tuple[float, ...]]  # PPDU seconds, segments / TCP ACKs
-    resp_s: tuple[float, ...]  # ACK (one MPDU) or BlockAck seconds
-    resp_bytes: tuple[int, ...]
-    retx_s: float  # one mean exchange of a full segment (a TCP retransmission after an RTO)
-
-
 class WifiLink(LinkModel):
     """Wi-Fi SoftAP + lwIP TCP between ESP32-S3 boards (see the module docstring)."""
 
@@ -227,13 +169,14 @@ class WifiLink(LinkModel):
         self.rician_k_db = (
             float(section("signal")["rician_k_db"]) if rician_k_db is None else rician_k_db
         )
-        phy = profile.phy
-        self._hops: dict[float, _Hop] = {}
-        self._cw = [
-            float(min(phy.cw_max, (phy.cw_min + 1) * 2**i - 1)) for i in range(phy.max_attempts)
-        ]
-        self._aifs_s = (phy.sifs_us + phy.aifsn * phy.slot_us) * 1e-6
-        self._mean_access_s = self._aifs_s + phy.cw_min / 2 * phy.slot_us * 1e-6
+        self._air = WifiAir(
+            profile.phy,
+            mss_bytes=profile.mss_bytes,
+            ampdu_max_mpdus=profile.ampdu_max_mpdus,
+            rate_margin_db=profile.rate_margin_db,
+            rician_k_db=self.rician_k_db,
+            channel_busy_fraction=profile.channel_busy_fraction,
+        )
 
     @classmethod
     def from_profile(cls, name: str | None = None) -> WifiLink:
@@ -262,51 +205,7 @@ class WifiLink(LinkModel):
 
     def mcs(self, rssi_dbm: float) -> int:
         """HT20 MCS the rate control uses on a hop with ``rssi_dbm`` (0 below every threshold)."""
-        margin = self.profile.rate_margin_db
-        sens = self.profile.phy.mcs_sensitivity_dbm
-        return max([0] + [m for m, s in enumerate(sens) if rssi_dbm >= s + margin])
-
-    def _hop(self, rssi_dbm: float) -> _Hop:
-        """The (cached) rate choice and airtime tables of a hop with ``rssi_dbm``."""
-        hop = self._hops.get(rssi_dbm)
-        if hop is not None:
-            return hop
-        phy, kf, amax = self.profile.phy, self.rician_k_db, self.profile.ampdu_max_mpdus
-        m = self.mcs(rssi_dbm)
-        rate = phy.mcs_bits_per_symbol[m] / phy.symbol_us
-        c = max([0] + [i for i, r in enumerate(phy.control_rates_mbps) if r <= rate])
-        ctrl_rate, ctrl_sens = phy.control_rates_mbps[c], phy.control_sensitivity_dbm[c]
-        per0, ref, sens = (
-            phy.per_at_sensitivity,
-            phy.per_reference_bytes,
-            phy.mcs_sensitivity_dbm[m],
-        )
-        cref, ovh = phy.control_per_reference_bytes, phy.mpdu_overhead_bytes
-        p_ba = faded_per(phy.block_ack_bytes, rssi_dbm, ctrl_sens, per0, cref, kf)
-        sizes = (self.profile.mss_bytes + ovh, ovh)  # a full segment, a TCP ACK
-        p_fail = tuple(
-            min(MAX_FAILURE, 1 - (1 - faded_per(b, rssi_dbm, sens, per0, ref, kf)) * (1 - p_ba))
-            for b in sizes
-        )
-        pad = phy.ampdu_delimiter_bytes + 3
-        psdu = tuple((0, b, *(k * ((b + pad) // 4 * 4) for k in range(2, amax + 1))) for b in sizes)
-        ack_s = phy.control_ppdu_s(phy.ack_bytes, ctrl_rate)
-        ba_s = phy.control_ppdu_s(phy.block_ack_bytes, ctrl_rate)
-        hop = _Hop(
-            mcs=m,
-            p_fail=(p_fail[0], p_fail[1]),
-            psdu=(psdu[0], psdu[1]),
-            ppdu_s=(
-                tuple(phy.ht_ppdu_s(b, m) for b in psdu[0]),
-                tuple(phy.ht_ppdu_s(b, m) for b in psdu[1]),
-            ),
-            resp_s=(0.0, ack_s, *(ba_s,) * (amax - 1)),
-            resp_bytes=(0, phy.ack_bytes, *(phy.block_ack_bytes,) * (amax - 1)),
-            retx_s=self._mean_access_s + phy.ht_ppdu_s(sizes[0], m) + phy.sifs_us * 1e-6 + ack_s,
-        )
-        if len(self._hops) < 1024:
-            self._hops[rssi_dbm] = hop
-        return hop
+        return self._air.mcs(rssi_dbm)
 
     def transfer(
         self, payload_bytes: int, conditions: LinkConditions, rng: np.random.Generator
@@ -318,7 +217,7 @@ class WifiLink(LinkModel):
         """
         if payload_bytes < 0:
             raise ConfigError(f"payload_bytes must be >= 0, got {payload_bytes}")
-        prof, phy = self.profile, self.profile.phy
+        prof, phy, air = self.profile, self.profile.phy, self._air
         mode, mss = str(conditions.mode), prof.mss_bytes
         reliable = conditions.mode is Mode.RELIABLE
         n = frames_for_tensor(payload_bytes, mss, mode)
@@ -328,9 +227,9 @@ class WifiLink(LinkModel):
         stream = payload_bytes + (TENSOR_CRC_BYTES if reliable else 0)
         full, last = header + per_frame, header + max(0, stream - (n - 1) * per_frame)
         relay = conditions.relay_rssi_dbm is not None
-        hops = [self._hop(conditions.rssi_dbm)]
+        hops = [air.hop(conditions.rssi_dbm)]
         if conditions.relay_rssi_dbm is not None:
-            hops.append(self._hop(conditions.relay_rssi_dbm))
+            hops.append(air.hop(conditions.relay_rssi_dbm))
         # Transmission kinds g: 0 data S->(A|R), 1 data A->R, 2 ACK R->(A|S), 3 ACK A->S.
         kind_hop = [hops[0], hops[-1], hops[-1], hops[0]]
         kind_nodes = [(_S, _A if relay else _R), (_A, _R), (_R, _A if relay else _S), (_A, _S)]
@@ -345,8 +244,8 @@ class WifiLink(LinkModel):
             rng.geometric(1.0 - p, n + 2).tolist() if p > 1e-12 else [1] * (n + 2) for p in probs
         ]
         busy, draws = prof.channel_busy_fraction, 2 * (n + 8) * len(hops)
-        access, stretch = self._draws(rng, draws)
-        limit, sifs, aifs = phy.max_attempts, phy.sifs_us * 1e-6, self._aifs_s
+        access, stretch = air.draws(rng, draws)
+        limit, sifs, aifs = phy.max_attempts, phy.sifs_us * 1e-6, air.aifs_s
         ppdu_sum, resp_sum = [0.0] * 4, [0.0] * 4  # per kind: PPDU and response seconds
         air_bytes = retries = pi = 0
         med = 0.0  # the medium is free from here
@@ -423,7 +322,7 @@ class WifiLink(LinkModel):
                 atts = [att[g][j] for j in items]
             # Transmit: the first round inline, MAC retries (rare) in a helper.
             if pi >= n_access:
-                more = self._draws(rng, n_access)
+                more = air.draws(rng, n_access)
                 access += more[0]
                 stretch += more[1]
                 n_access = len(access)
@@ -441,7 +340,7 @@ class WifiLink(LinkModel):
             air_bytes += psdu + rbytes_tab[g][nb]
             if (max(atts) if nb > 1 else atts[0]) > 1:
                 sizes = [last if j == n - 1 else full for j in items] if g < 2 else [ovh] * nb
-                extra = self._retries(kind_hop[g], sizes, atts, rng, busy)
+                extra = air.retries(kind_hop[g], sizes, atts, rng)
                 end += extra[0]
                 ppdu_sum[g] += extra[1]
                 resp_sum[g] += extra[2]
@@ -514,45 +413,3 @@ class WifiLink(LinkModel):
             relay_tx_s=radio_tx[_A],
             relay_rx_s=radio_rx[_A],
         )
-
-    def _draws(self, rng: np.random.Generator, size: int) -> tuple[list[float], list[float]]:
-        """``size`` first-attempt channel accesses (AIFS + uniform backoff of 0..CWmin slots, s)
-        and as many factors by which other networks' traffic stretches an exchange (none if idle).
-        """
-        slots = np.floor(rng.random(size) * (self._cw[0] + 1.0))
-        access: list[float] = (self._aifs_s + slots * (self.profile.phy.slot_us * 1e-6)).tolist()
-        busy = self.profile.channel_busy_fraction
-        if not busy:
-            return access, []
-        stretch: list[float] = (1.0 + busy / (1.0 - busy) * rng.standard_exponential(size)).tolist()
-        return access, stretch
-
-    def _retries(
-        self, hop: _Hop, mpdus: list[int], atts: list[int], rng: np.random.Generator, busy: float
-    ) -> tuple[float, float, float, int, int]:
-        """Rounds after the first for MPDUs whose first attempt failed (CW doubling per round).
-
-        Returns:
-            (seconds, PPDU seconds, response seconds, bytes on air, MAC retries).
-        """
-        phy = self.profile.phy
-        limit, delim = phy.max_attempts, phy.ampdu_delimiter_bytes
-        t = ppdu_s = resp_s = 0.0
-        nbytes = 0
-        for rnd in range(1, limit):
-            live = [m for m, a in zip(mpdus, atts, strict=True) if a > rnd]
-            if not live:
-                break
-            k = min(len(live), 2)  # the response: an ACK, or a BlockAck for an A-MPDU
-            psdu = live[0] if k == 1 else sum((m + delim + 3) // 4 * 4 for m in live)
-            resp, rb = hop.resp_s[k], hop.resp_bytes[k]
-            ppdu = phy.ht_ppdu_s(psdu, hop.mcs)
-            backoff = math.floor(rng.random() * (self._cw[rnd] + 1.0)) * phy.slot_us * 1e-6
-            exchange = self._aifs_s + backoff + ppdu + phy.sifs_us * 1e-6 + resp
-            if busy:
-                exchange *= 1.0 + busy / (1.0 - busy) * rng.standard_exponential()
-            t += exchange
-            ppdu_s += ppdu
-            resp_s += resp
-            nbytes += psdu + rb
-        return t, ppdu_s, resp_s, nbytes, sum(min(a, limit) for a in atts) - len(atts)
