@@ -101,3 +101,45 @@ def _mean(values: list[float]) -> float:
 
 def _pct(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else math.nan
+
+
+def completion_times(result: SimResult) -> list[float]:
+    """Times (s) at which results left the last board, in order."""
+    n = len(result.plan.stages)
+    return sorted(
+        e.inference_end_s
+        for e in result.stage_events
+        if e.stage == n and not math.isnan(e.inference_end_s)
+    )
+
+
+def throughput_windows(
+    result: SimResult, *, windows: int = 5, min_window_s: float = 10.0
+) -> list[tuple[int, float]]:
+    """MLPerf Tiny style measurement windows of a back-to-back stream.
+
+    After the first result (the pipeline is full), the stream is cut into ``windows`` windows of
+    ``max(min_window_s, 2 x steady period)`` seconds each; returns (results in window, window
+    seconds) per window. Fewer windows come back when the stream is too short.
+    """
+    done = completion_times(result)
+    if len(done) < 3:
+        return []
+    period = float(np.median(np.diff(done[1:])))
+    width = max(min_window_s, 2.0 * period)
+    start = done[0]
+    out = []
+    for i in range(windows):
+        lo, hi = start + i * width, start + (i + 1) * width
+        if hi > done[-1]:
+            break
+        out.append((sum(lo < t <= hi for t in done), width))
+    return out
+
+
+def stream_length(
+    period_s: float, stages: int, *, windows: int = 5, min_window_s: float = 10.0
+) -> int:
+    """Inferences a back-to-back stream needs for ``windows`` windows at steady ``period_s``."""
+    width = max(min_window_s, 2.0 * period_s)
+    return math.ceil(windows * width / period_s) + stages + 2

@@ -1,0 +1,10 @@
+"""Testbeds: where a pipeline runs. ``sim`` (calibrated models, the default) or ``hw`` (boards).
+
+Bench cases use only :class:`Testbed`, so they never branch on the testbed.
+"""
+
+from __future__ import annotations
+
+from tinysplit.testbed.base import Testbed, TestbedKind, make_testbed
+
+__all__ = ["Testbed", "TestbedKind", "make_testbed"]

@@ -1,0 +1,89 @@
+"""The pytest plugin, driven through pytester: options, usage errors, fixtures, archive."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+CASE = """
+from tinysplit.pytest_plugin import Bench
+
+def test_case(benchmark, bench: Bench, transport: str, window: int) -> None:
+    plan = bench.plan(transport)
+    config = bench.config(transport, plan, inferences=1)
+    result = bench.run(f"case[{transport}]", config, plan)
+    bench.timed(benchmark, 2, lambda k: 1.5 + k)
+    bench.report(transport, latency_p50_s=1.5, failures=len(result.failed))
+    assert config.window == window
+"""
+
+SMALL = ["--model", "mobilenet_v1:alpha=0.25,input_size=32", "--devices", "2",
+         "--device-profile", "esp32s3-n8r8"]  # fmt: skip
+
+
+def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    pytester.makepyfile(test_bench=CASE)
+    return pytester.runpytest_subprocess(*SMALL, "-p", "no:cacheprovider", *args)
+
+
+def test_one_case_per_transport_and_an_archive(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    result = _run(pytester, "--transport", "all", "--results-dir", str(tmp_path))
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*tinysplit summary*", "*ble*", "*wifi*", "*espnow*",
+                                 "*tinysplit archive: *"])  # fmt: skip
+    archives = list(tmp_path.iterdir())
+    assert len(archives) == 1
+    assert archives[0].name.split("_")[1:3] == ["sim", "all"]
+    from tinysplit.results import load
+
+    archive = load(archives[0])
+    assert archive.manifest["complete"] is True
+    assert sorted(archive.summary["case"].unique()) == ["case[ble]", "case[espnow]", "case[wifi]"]
+
+
+def test_device_clock_is_the_benchmark_timer(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    result = _run(pytester, "--results-dir", str(tmp_path), "--benchmark-json", "bench.json")
+    result.assert_outcomes(passed=1)
+    import json
+
+    stats = json.loads((pytester.path / "bench.json").read_text())["benchmarks"][0]
+    assert stats["group"] == "ble"
+    assert stats["stats"]["min"] == 1.5  # device seconds, not the simulator's wall time
+    assert stats["stats"]["max"] == 2.5
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--testbed", "hw"], "*--testbed hw needs boards*"),
+        (["--inventory", "boards.toml"], "*--inventory only applies to --testbed hw*"),
+        (["--window", "0"], "*--window must be >= 1*"),
+        (["--devices", "many"], "*--devices must be a positive integer or auto*"),
+        (["--transport", "all", "--profile", "paper"], "*--profile names one transport*"),
+        (["--transport", "zigbee"], "*invalid choice: 'zigbee'*"),
+    ],
+)
+def test_bad_options_are_usage_errors(
+    pytester: pytest.Pytester, args: list[str], message: str
+) -> None:
+    result = _run(pytester, *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_unwritable_results_dir_stops_before_any_work(pytester: pytest.Pytester) -> None:
+    blocker = pytester.path / "file"
+    blocker.write_text("not a directory")
+    result = _run(pytester, "--results-dir", str(blocker / "results"))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--results-dir*cannot be created*"])
+
+
+def test_plain_tests_do_not_touch_the_results_dir(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_plain="def test_nothing():\n    assert True\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert not (pytester.path / "results").exists()
