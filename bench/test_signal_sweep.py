@@ -47,7 +47,7 @@ def test_latency_vs_rssi(
 
     def one_level(k: int) -> float:
         points.append(_point(bench, transport, window, TENSOR_BYTES, RSSI_LEVELS[k]))
-        return points[-1]["mean_s"]
+        return float(points[-1]["mean_s"])
 
     bench.timed(benchmark, len(RSSI_LEVELS), one_level)
     means = np.array([p["mean_s"] for p in points])
@@ -78,7 +78,7 @@ def test_latency_vs_bytes(
 
     def one_size(k: int) -> float:
         points.append(_point(bench, transport, window, sizes[k], rssi))
-        return points[-1]["mean_s"]
+        return float(points[-1]["mean_s"])
 
     bench.timed(benchmark, len(sizes), one_size)
     means = np.array([p["mean_s"] for p in points])

@@ -46,6 +46,8 @@ def test_window_sweep(benchmark: BenchmarkFixture, bench: Bench, transport: str)
         pytest.skip("TCP has its own window")
     plan = bench.plan(transport)
     senders = len(plan.stages) - 1
+    if not senders:
+        pytest.skip("a single board sends nothing")
     sizes = [plan.stages[k].outgoing.size_bytes for k in range(senders)]
     link = make_link(transport, bench.options.profile)
     rows: list[dict[str, Any]] = []

@@ -11,8 +11,10 @@ clock, so pytest-benchmark's statistics are device seconds.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
+import statistics
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -278,8 +280,8 @@ class Bench:
             plan = self.plan(transport)
             stages = len(plan.stages)
             pilot = self.testbed.run(plan, self.config(transport, plan, inferences=stages + 3))
-            done = completion_times(pilot)
-            period = float(done[-1] - done[-2]) if len(done) >= 2 else pilot.duration_s
+            gaps = [b - a for a, b in itertools.pairwise(completion_times(pilot))]
+            period = float(statistics.median(gaps[1:] or gaps)) if gaps else pilot.duration_s
             n = max(self.options.inferences, stream_length(max(period, 1e-6), stages))
             config = self.config(transport, plan, inferences=n)
             self._state.streams[transport] = self.run(f"stream[{transport}]", config, plan)
