@@ -87,3 +87,26 @@ def test_plain_tests_do_not_touch_the_results_dir(pytester: pytest.Pytester) -> 
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     assert not (pytester.path / "results").exists()
+
+
+def test_infeasible_split_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    result = _run(pytester, "--model", "paper", "--devices", "2", "--device-profile", "paper")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*ble: model 'paper' needs at least 3*"])
+
+
+def test_benchmark_disable_still_runs_every_round(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    pytester.makepyfile(
+        test_rounds="""
+def test_rounds(benchmark, bench, transport):
+    seen = []
+    bench.timed(benchmark, 4, lambda k: seen.append(k) or 1.0)
+    assert seen == [0, 1, 2, 3]
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        *SMALL, "--benchmark-disable", "--results-dir", str(tmp_path), "test_rounds.py"
+    )
+    result.assert_outcomes(passed=1)

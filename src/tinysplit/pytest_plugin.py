@@ -174,6 +174,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     except TinysplitError as exc:
         raise pytest.UsageError(str(exc)) from None
     _check_writable(state.options.results_dir)
+    bench = Bench(config)
+    for transport in state.options.transports:  # a plan or layout that cannot work stops here
+        try:
+            bench.config(transport, bench.plan(transport))
+        except TinysplitError as exc:
+            raise pytest.UsageError(f"{transport}: {exc}") from None
     for item in cases:
         if "benchmark" in getattr(item, "fixturenames", ()):
             params = getattr(item, "callspec", None)
@@ -266,6 +272,10 @@ class Bench:
         def target() -> None:
             self.testbed.advance(one_round(next(counter)))
 
+        if benchmark.disabled:  # --benchmark-disable runs the target once: keep every round
+            for _ in range(rounds):
+                target()
+            return
         benchmark.pedantic(target, rounds=rounds, iterations=1)
 
     def stream(self, transport: str) -> SimResult:
