@@ -110,3 +110,27 @@ def test_rounds(benchmark, bench, transport):
         *SMALL, "--benchmark-disable", "--results-dir", str(tmp_path), "test_rounds.py"
     )
     result.assert_outcomes(passed=1)
+
+
+def test_interrupted_session_keeps_what_it_recorded(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    pytester.makepyfile(
+        test_interrupt="""
+def test_first(bench, transport):
+    plan = bench.plan(transport)
+    bench.run("first", bench.config(transport, plan, inferences=2), plan)
+
+def test_second(bench, transport):
+    raise KeyboardInterrupt
+"""
+    )
+    result = pytester.runpytest_subprocess(*SMALL, "--results-dir", str(tmp_path))
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    from tinysplit.results import load
+
+    (archive_dir,) = tmp_path.iterdir()
+    archive = load(archive_dir)
+    assert archive.manifest["complete"] is False
+    assert list(archive.summary["case"]) == ["first"]
+    assert archive.summary["completed"].tolist() == [2]
