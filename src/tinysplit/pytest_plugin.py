@@ -11,10 +11,12 @@ clock, so pytest-benchmark's statistics are device seconds.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
 import statistics
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,6 +31,8 @@ from tinysplit.sim.pipeline import PipelineConfig, SimResult
 from tinysplit.testbed import Testbed, make_testbed
 
 TRANSPORTS = ("ble", "wifi", "espnow")
+#: Cases with at least this many rounds show a progress bar on an interactive terminal.
+PROGRESS_MIN_ROUNDS = 5
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -209,6 +213,7 @@ class Bench:
     """What a benchmark case uses: build plans, run pipelines, time rounds, report metrics."""
 
     def __init__(self, config: pytest.Config) -> None:
+        self._config = config
         self._state = _session(config)
         self.options = self._state.options
 
@@ -268,15 +273,38 @@ class Bench:
         pytest-benchmark reports are device time.
         """
         counter = iter(range(rounds))
+        with self._progress(benchmark.name, rounds) as advance:
 
-        def target() -> None:
-            self.testbed.advance(one_round(next(counter)))
+            def target() -> None:
+                self.testbed.advance(one_round(next(counter)))
+                advance()
 
-        if benchmark.disabled:  # --benchmark-disable runs the target once: keep every round
-            for _ in range(rounds):
-                target()
+            if benchmark.disabled:  # --benchmark-disable runs the target once: keep every round
+                for _ in range(rounds):
+                    target()
+                return
+            benchmark.pedantic(target, rounds=rounds, iterations=1)
+
+    @contextlib.contextmanager
+    def _progress(self, description: str, total: int) -> Iterator[Callable[[], None]]:
+        """A progress bar on the terminal (not in logs or CI) for cases of many rounds."""
+        capture = self._config.pluginmanager.getplugin("capturemanager")
+        if total < PROGRESS_MIN_ROUNDS or capture is None:
+            yield lambda: None
             return
-        benchmark.pedantic(target, rounds=rounds, iterations=1)
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(capture.global_and_fixture_disabled())
+            terminal = sys.__stderr__
+            if terminal is None or not terminal.isatty():
+                stack.close()  # not a terminal: capture output again, draw nothing
+                yield lambda: None
+                return
+            from rich.console import Console
+            from rich.progress import Progress
+
+            bar = stack.enter_context(Progress(console=Console(file=terminal), transient=True))
+            task = bar.add_task(description, total=total)
+            yield lambda: bar.advance(task)
 
     def stream(self, transport: str) -> SimResult:
         """A back-to-back stream of ``transport`` long enough for 5 windows of >= 10 s (cached).
