@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pandas  # noqa: F401  imported before pytester snapshots sys.modules: it cannot reload C code
 import pytest
+
+from tinysplit.results import load
 
 pytest_plugins = ["pytester"]
 
@@ -37,8 +41,6 @@ def test_one_case_per_transport_and_an_archive(pytester: pytest.Pytester, tmp_pa
     archives = list(tmp_path.iterdir())
     assert len(archives) == 1
     assert archives[0].name.split("_")[1:3] == ["sim", "all"]
-    from tinysplit.results import load
-
     archive = load(archives[0])
     assert archive.manifest["complete"] is True
     assert sorted(archive.summary["case"].unique()) == ["case[ble]", "case[espnow]", "case[wifi]"]
@@ -47,8 +49,6 @@ def test_one_case_per_transport_and_an_archive(pytester: pytest.Pytester, tmp_pa
 def test_device_clock_is_the_benchmark_timer(pytester: pytest.Pytester, tmp_path: Path) -> None:
     result = _run(pytester, "--results-dir", str(tmp_path), "--benchmark-json", "bench.json")
     result.assert_outcomes(passed=1)
-    import json
-
     stats = json.loads((pytester.path / "bench.json").read_text())["benchmarks"][0]
     assert stats["group"] == "ble"
     assert stats["stats"]["min"] == 1.5  # device seconds, not the simulator's wall time
@@ -127,8 +127,6 @@ def test_second(bench, transport):
     )
     result = pytester.runpytest_subprocess(*SMALL, "--results-dir", str(tmp_path))
     assert result.ret == pytest.ExitCode.INTERRUPTED
-    from tinysplit.results import load
-
     (archive_dir,) = tmp_path.iterdir()
     archive = load(archive_dir)
     assert archive.manifest["complete"] is False
