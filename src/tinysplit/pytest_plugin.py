@@ -224,7 +224,11 @@ class Bench:
         return self._state.testbed
 
     def plan(self, transport: str, strategy: str | None = None) -> Plan:
-        """The session's plan for ``transport`` (cached; ``strategy`` overrides ``--strategy``)."""
+        """The session's plan for ``transport`` (cached; ``strategy`` overrides ``--strategy``).
+
+        Send times are priced at the link profile's sourced goodput, as the simulated link runs.
+        """
+        from tinysplit.links.calibration import sourced_goodput_bps
         from tinysplit.model import load_model
         from tinysplit.partition import partition
 
@@ -236,6 +240,7 @@ class Bench:
                 devices=self.options.devices,
                 profile=self.options.device_profile,
                 transport=transport,
+                link_rate_bps=sourced_goodput_bps(transport, self.options.profile),
             )
         return self._state.plans[key]
 

@@ -184,3 +184,10 @@ def test_setup_is_connectionless() -> None:
     assert link.setup_s(LinkConditions(rssi_dbm=-50.0)) == 0.0
     assert link.frame_bytes == 250
     assert make_link("espnow", "v2-fast").frame_bytes == 1470
+
+
+def test_sourced_goodput_is_the_midpoint_of_the_profile_range() -> None:
+    from tinysplit.links.calibration import sourced_goodput_bps
+
+    assert sourced_goodput_bps("espnow", "v1-1mbps") == pytest.approx((214 + 555) / 2 * 1e3)
+    assert sourced_goodput_bps("ble") == pytest.approx(90e3)  # the default profile: paper

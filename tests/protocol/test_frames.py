@@ -244,3 +244,19 @@ def test_frames_for_tensor_is_the_fewest_that_hold_the_data(
     assert n >= 1
     assert n * per_frame >= data
     assert n == 1 or (n - 1) * per_frame < data
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("stage", 256), ("inference", 65536), ("chunk", -1), ("length", 70000), ("exponent", 128)],
+)
+def test_out_of_range_fields_are_config_errors(field: str, value: int) -> None:
+    fields = {"type": FrameType.DATA, "stage": 1, "inference": 0, "chunk": 0, "chunks": 1,
+              "length": 0} | {field: value}  # fmt: skip
+    with pytest.raises(ConfigError, match=f"frame field {field}={value} is outside"):
+        FrameHeader(**fields)  # type: ignore[arg-type]
+
+
+def test_negative_tensor_size_is_refused() -> None:
+    with pytest.raises(ConfigError, match="tensor size must be >= 0"):
+        frames_for_tensor(-1, 512, "paper")

@@ -101,6 +101,7 @@ def cmd_links_check(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_simulate(args: argparse.Namespace, console: Console) -> int:
     """Run a plan on the simulated testbed and print the per-stage breakdown."""
+    from tinysplit.links.calibration import sourced_goodput_bps
     from tinysplit.model import load_model
     from tinysplit.partition import Plan, partition
     from tinysplit.sim.layout import load_layout
@@ -122,6 +123,7 @@ def cmd_simulate(args: argparse.Namespace, console: Console) -> int:
             devices=args.devices,
             profile=args.device_profile,
             transport=args.transport,
+            link_rate_bps=sourced_goodput_bps(args.transport, args.profile),
         )
     layout = load_layout(args.positions, len(plan.stages))
     config = PipelineConfig(

@@ -86,3 +86,12 @@ def section(name: str, chip: str = DEFAULT_CHIP) -> Mapping[str, Any]:
         raise ConfigError(f"calibration data for {chip!r} has no {name!r} table")
     result: Mapping[str, Any] = data[name]
     return result
+
+
+def sourced_goodput_bps(transport: str, name: str | None = None, chip: str = DEFAULT_CHIP) -> float:
+    """Midpoint of a profile's sourced bulk goodput (``goodput_kbps``) in bit/s.
+
+    The partitioner prices sending a tensor at this rate, so plans match the simulated link.
+    """
+    low, high = (float(v) for v in profile_table(transport, name, chip)["goodput_kbps"])
+    return (low + high) / 2 * 1e3

@@ -66,6 +66,20 @@ class FrameHeader:
     exponent: int = 0
     flags: int = 0
 
+    def __post_init__(self) -> None:
+        limits = {
+            "stage": (self.stage, 0, 0xFF),
+            "flags": (self.flags, 0, 0xFF),
+            "inference": (self.inference, 0, 0xFFFF),
+            "chunk": (self.chunk, 0, 0xFFFF),
+            "chunks": (self.chunks, 0, 0xFFFF),
+            "length": (self.length, 0, 0xFFFF),
+            "exponent": (self.exponent, -128, 127),
+        }
+        for name, (value, low, high) in limits.items():
+            if not low <= value <= high:
+                raise ConfigError(f"frame field {name}={value} is outside {low}..{high}")
+
     def encode(self, payload: bytes = b"") -> bytes:
         """Header and payload with the CRC-16 filled in."""
         if len(payload) != self.length:
@@ -148,6 +162,8 @@ def data_payload_bytes(frame_bytes: int, mode: str) -> int:
 
 def frames_for_tensor(tensor_bytes: int, frame_bytes: int, mode: str) -> int:
     """DATA frames needed for one tensor (reliable mode adds the 4 B tensor CRC to the data)."""
+    if tensor_bytes < 0:
+        raise ConfigError(f"tensor size must be >= 0 bytes, got {tensor_bytes}")
     extra = TENSOR_CRC_BYTES if mode == "reliable" else 0
     per_frame = data_payload_bytes(frame_bytes, mode)
     return max(1, -(-(tensor_bytes + extra) // per_frame))
