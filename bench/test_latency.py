@@ -12,7 +12,7 @@ import numpy as np
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from tinysplit.pytest_plugin import Bench
-from tinysplit.sim.metrics import summarize
+from tinysplit.sim.metrics import nanmean, summarize
 
 
 def test_latency(benchmark: BenchmarkFixture, bench: Bench, transport: str) -> None:
@@ -34,7 +34,7 @@ def test_latency(benchmark: BenchmarkFixture, bench: Bench, transport: str) -> N
     compute = sum(s["inference_s"] for s in summaries)
     stages = [
         {
-            key: _mean([s["stages"][k][key] for s in done])
+            key: nanmean([s["stages"][k][key] for s in done])
             for key in ("receive_s", "inference_s", "send_s")
         }
         for k in range(len(plan.stages))
@@ -72,9 +72,3 @@ def test_latency(benchmark: BenchmarkFixture, bench: Bench, transport: str) -> N
     )
     assert len(summaries) == bench.options.inferences
     assert compute > 0
-
-
-def _mean(values: list[float]) -> float:
-    """Mean of the defined values (board 1 receives nothing, the last board sends nothing)."""
-    defined = [v for v in values if v == v]
-    return float(np.mean(defined)) if defined else float("nan")

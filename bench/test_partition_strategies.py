@@ -40,7 +40,7 @@ from tinysplit.model import load_model
 from tinysplit.partition import Plan, partition, plan_from_cuts
 from tinysplit.partition.paper import TABLE_I_CUTS
 from tinysplit.pytest_plugin import Bench
-from tinysplit.sim.metrics import summarize
+from tinysplit.sim.metrics import nanmean, summarize
 
 STRATEGIES = ("paper", "greedy", "optimal", "optimal-bytes", "table-i")
 #: Inferences of the throughput stream beyond one per board (the pipeline's fill).
@@ -149,7 +149,7 @@ def test_partition_strategy(
                 "layers": f"{stage.first_layer}-{stage.last_layer}",
                 "bytes_sent": stage.outgoing.size_bytes if k < plan.devices - 1 else 0,
                 "compute_s": stage.estimated_compute_s,
-                "send_s": _mean([s["stages"][k]["send_s"] for s in done]),
+                "send_s": nanmean([s["stages"][k]["send_s"] for s in done]),
             }
             for k, stage in enumerate(plan.stages)
         ],
@@ -179,8 +179,3 @@ def test_partition_strategy(
             rival = strategies.find(transport, other)
             if isinstance(rival, Plan) and rival.devices == plan.devices:
                 assert plan.max_sent_bytes <= rival.max_sent_bytes, (other, rival.cuts)
-
-
-def _mean(values: list[float]) -> float:
-    finite = [v for v in values if not math.isnan(v)]
-    return float(np.mean(finite)) if finite else math.nan

@@ -20,15 +20,16 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tinysplit.errors import TinysplitError
-from tinysplit.links import Mode
-from tinysplit.partition import Plan
-from tinysplit.sim.pipeline import PipelineConfig, SimResult
-from tinysplit.testbed import Testbed, make_testbed
+
+if TYPE_CHECKING:  # the plugin loads in every pytest run: the model stack loads on first use
+    from tinysplit.partition import Plan
+    from tinysplit.sim.pipeline import PipelineConfig, SimResult
+    from tinysplit.testbed import Testbed
 
 TRANSPORTS = ("ble", "wifi", "espnow")
 #: Cases with at least this many rounds show a progress bar on an interactive terminal.
@@ -133,7 +134,7 @@ class _Session:
     plans: dict[tuple[str, str], Plan] = field(default_factory=dict)
     streams: dict[str, SimResult] = field(default_factory=dict)
     rows: dict[str, dict[str, float]] = field(default_factory=dict)
-    runs: int = 0
+    runs: dict[str, int] = field(default_factory=dict)
     archive: Path | None = None
 
 
@@ -172,6 +173,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     cases = [item for item in items if "bench" in getattr(item, "fixturenames", ())]
     if not cases:
         return
+    from tinysplit.testbed import make_testbed
+
     state = _session(config)
     try:
         state.testbed = make_testbed(state.options.testbed)
@@ -204,9 +207,9 @@ def window(request: pytest.FixtureRequest) -> int:
 
 
 @pytest.fixture(scope="session")
-def bench(request: pytest.FixtureRequest) -> Iterator[Bench]:
+def bench(request: pytest.FixtureRequest) -> Bench:
     """The session's :class:`Bench`: plans, runs, archive and summary."""
-    yield Bench(request.config)
+    return Bench(request.config)
 
 
 class Bench:
@@ -246,7 +249,9 @@ class Bench:
 
     def config(self, transport: str, plan: Plan, **overrides: Any) -> PipelineConfig:
         """The pipeline configuration from the options, with ``overrides`` applied."""
+        from tinysplit.links import Mode
         from tinysplit.sim.layout import load_layout
+        from tinysplit.sim.pipeline import PipelineConfig
 
         boards = len(plan.stages)
         positions = self.options.positions or ("paper" if boards == 5 else "desk")
@@ -267,8 +272,9 @@ class Bench:
         """Run one pipeline on the testbed and archive it under ``case``."""
         result = self.testbed.run(plan, config)
         writer = self._writer()
-        writer.add(case, result, run=self._state.runs, extra=extra)
-        self._state.runs += 1
+        run = self._state.runs.get(case, 0)
+        writer.add(case, result, run=run, extra=extra)
+        self._state.runs[case] = run + 1
         return result
 
     def timed(self, benchmark: Any, rounds: int, one_round: Callable[[int], float]) -> None:

@@ -11,6 +11,7 @@ from tests.sim.fixed_link import FixedLink, three_stage_plan
 from tinysplit.errors import ConfigError
 from tinysplit.sim import PipelineConfig, simulate
 from tinysplit.sim.metrics import summarize
+from tinysplit.sim.pipeline import _rssi_matrix
 
 RSSI = (-60.0, -70.0)
 
@@ -133,3 +134,19 @@ def test_same_seed_same_records_with_calibrated_links(transport: str) -> None:
     other = simulate(plan, PipelineConfig(transport=transport, rssi_dbm=(-70.0, -85.0),
                                           inferences=4, seed=4))  # fmt: skip
     assert other.link_events != a.link_events
+
+
+def test_wifi_relay_hops_go_through_the_access_point() -> None:
+    seen: list[tuple[float, float | None]] = []
+
+    class Recording(FixedLink):
+        def transfer(self, payload_bytes, conditions, rng):  # type: ignore[no-untyped-def]
+            seen.append((conditions.rssi_dbm, conditions.relay_rssi_dbm))
+            return super().transfer(payload_bytes, conditions, rng)
+
+    positions = ((0.0, 0.0), (3.0, 0.0), (9.0, 0.0))  # AP on board 1, at the left end
+    config = PipelineConfig(transport="wifi", positions_m=positions, inferences=1, seed=1)
+    simulate(three_stage_plan(), config, link=Recording(0.1))
+    matrix = _rssi_matrix(config, 3)
+    # Link 1 -> 2 starts at the AP: one hop. Link 2 -> 3 goes board 2 -> AP -> board 3.
+    assert seen == [(matrix[0, 1], None), (matrix[1, 0], matrix[0, 2])]

@@ -114,12 +114,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = commands.add_parser("simulate", help="run a pipeline on the simulated testbed")
     sim.add_argument("--transport", choices=("ble", "wifi", "espnow"), required=True)
-    sim.add_argument("--model", default="paper", help=model_help + " (default paper)")
-    sim.add_argument("--plan", type=Path, default=None, help="plan JSON (else --strategy)")
-    sim.add_argument("--strategy", choices=("paper", "greedy", "optimal"), default="optimal")
-    sim.add_argument("--devices", type=devices, default=None, metavar="N|auto")
     sim.add_argument(
-        "--device-profile", default="esp32s3-n8r8", help="device profile for --strategy"
+        "--model", default=None, help=model_help + " (default: the plan's model, else paper)"
+    )
+    sim.add_argument("--plan", type=Path, default=None, help="plan JSON (else --strategy)")
+    sim.add_argument(
+        "--strategy", choices=("paper", "greedy", "optimal"), default=None,
+        help="partitioning strategy when there is no --plan (default optimal)",
+    )  # fmt: skip
+    sim.add_argument(
+        "--devices", type=devices, default=None, metavar="N|auto",
+        help="boards when there is no --plan (default auto: the fewest that fit)",
+    )  # fmt: skip
+    sim.add_argument(
+        "--device-profile",
+        default=None,
+        help="device profile when there is no --plan (default esp32s3-n8r8)",
     )
     sim.add_argument(
         "--profile", default=None, help="link profile (links show; default per transport)"

@@ -21,7 +21,10 @@ def cmd_links_show(args: argparse.Namespace, console: Console) -> int:
     if args.name is not None:
         if args.transport is None:
             raise ConfigError("name a transport to show one profile: links show ble paper")
-        table = dict(profile_table(args.transport, args.name))
+        from tinysplit.links import make_link
+
+        link = make_link(args.transport, args.name)
+        table = link.profile.to_dict()  # type: ignore[attr-defined]  # every profile has one
         if args.json:
             emit_json(table)
             return 0
@@ -108,20 +111,29 @@ def cmd_simulate(args: argparse.Namespace, console: Console) -> int:
     from tinysplit.sim.metrics import summarize
     from tinysplit.sim.pipeline import PipelineConfig, simulate
 
-    graph = load_model(args.model)
     if args.plan is not None:
         plan = Plan.load(args.plan)
-        if plan.model_hash != graph.source_hash:
+        chosen = [f"--{k.replace('_', '-')}" for k in ("strategy", "devices", "device_profile")
+                  if getattr(args, k) is not None]  # fmt: skip
+        if chosen:
+            raise ConfigError(f"--plan fixes the split: drop {', '.join(chosen)}")
+        model = args.model or plan.model
+        if load_model(model).source_hash != plan.model_hash:
             raise ConfigError(
-                f"plan {str(args.plan)!r} was made for {plan.model!r}, not {args.model!r} "
+                f"plan {str(args.plan)!r} was made for {plan.model!r}, not {model!r} "
                 "(model hash mismatch)"
+            )
+        if plan.transport != args.transport:
+            raise ConfigError(
+                f"plan {str(args.plan)!r} was sized for {plan.transport} (code, buffers, frames), "
+                f"not {args.transport}: re-run partition --transport {args.transport}"
             )
     else:
         plan = partition(
-            graph,
-            strategy=args.strategy,
+            load_model(args.model or "paper"),
+            strategy=args.strategy or "optimal",
             devices=args.devices,
-            profile=args.device_profile,
+            profile=args.device_profile or "esp32s3-n8r8",
             transport=args.transport,
             link_rate_bps=sourced_goodput_bps(args.transport, args.profile),
         )
@@ -146,8 +158,9 @@ def cmd_simulate(args: argparse.Namespace, console: Console) -> int:
         title=f"{plan.model}: {len(plan.stages)} boards over {args.transport} "
         f"({config.mode} mode, window {config.window}), {config.inferences} inferences"
     )
-    for column in ("board", "layers", "receive s", "inference s", "send s", "RSSI dBm",
-                   "bytes", "frames", "retx", "drops", "failures", "energy J"):  # fmt: skip
+    columns = ["board", "layers", "receive s", "inference s", "send s", "RSSI dBm", "bytes"]
+    columns += ["frames (all)", "retx (all)", "drops (all)", "failures", "energy J"]
+    for column in columns:
         grid.add_column(column, justify="right")
     for k, stage in enumerate(summary["stages"]):
         link = summary["links"][k] if k < len(summary["links"]) else None

@@ -98,12 +98,6 @@ def bit_error_rate(rssi_dbm: float, sensitivity_dbm: float, k: float) -> float:
     return 0.5 * math.exp(-k * snr)
 
 
-def packet_error_rate(frame_bytes: int, rssi_dbm: float, sensitivity_dbm: float, k: float) -> float:
-    """Probability that a frame of ``frame_bytes`` bytes (all bits counted) is received in error."""
-    ber = bit_error_rate(rssi_dbm, sensitivity_dbm, k)
-    return -math.expm1(8 * frame_bytes * math.log1p(-ber))
-
-
 #: Number of fixed fading draws used to average the PER (deterministic quadrature).
 FADING_DRAWS = 4096
 

@@ -29,6 +29,7 @@ import onnx
 
 from tinysplit import __version__
 from tinysplit.errors import ConfigError, MissingExtraError, ModelError
+from tinysplit.fileio import current_umask
 from tinysplit.model.execute import run_float
 from tinysplit.model.graph import Graph, hash_bytes, nhwc
 from tinysplit.model.quantize import calibrate, sample_inputs
@@ -88,7 +89,10 @@ def export_plan(
     images = sample_inputs(graph, samples, seed)
     qmodel = calibrate(graph, images)
     ranges = [(stage.first_layer - 1, stage.last_layer - 1) for stage in plan.stages]
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create {str(out.parent)!r}: {exc.strerror}") from exc
     with _atomic_dir(out) as tmp, _progress(progress, len(ranges)) as advance:
         boundary_values = _stage_inputs(graph, images, ranges) if quantizer else None
         stages = []
@@ -199,7 +203,11 @@ def _espdl_quantizer() -> Any:
 
 @contextlib.contextmanager
 def _atomic_dir(out: Path) -> Iterator[Path]:
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        tmp.chmod(0o777 & ~current_umask())
+    except OSError as exc:
+        raise ConfigError(f"cannot write to {str(out.parent)!r}: {exc.strerror}") from exc
     try:
         yield tmp
         if out.exists():

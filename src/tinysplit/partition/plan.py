@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tinysplit.errors import ConfigError
+from tinysplit.fileio import current_umask
 from tinysplit.partition.profiles import TRANSPORTS, DeviceProfile
 
 #: Version of the plan JSON layout; bumped on any incompatible change.
@@ -134,6 +135,10 @@ class Stage:
                 f"malformed plan: device {self.device} has layer range "
                 f"{self.first_layer}-{self.last_layer}"
             )
+        sizes = (self.weights_bytes, self.code_bytes, self.peak_activation_bytes,
+                 self.transport_buffer_bytes, self.total_memory_bytes)  # fmt: skip
+        if min(sizes) < 0 or min(self.estimated_compute_s, self.estimated_send_s) < 0:
+            raise ConfigError(f"malformed plan: device {self.device} has a negative size or time")
 
     @property
     def stage_s(self) -> float:
@@ -260,11 +265,6 @@ class Plan:
         """Largest tensor sent between boards in bytes (0 for a single board)."""
         return max((s.outgoing.size_bytes for s in self.stages[:-1]), default=0)
 
-    @property
-    def objective_value(self) -> float:
-        """The plan's value of its objective (seconds for bottleneck, bytes for bytes)."""
-        return self.bottleneck_s if self.objective == "bottleneck" else float(self.max_sent_bytes)
-
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (``summary`` is derived and ignored by :meth:`from_dict`)."""
         return {
@@ -319,7 +319,11 @@ class Plan:
     def save(self, path: str | Path) -> None:
         """Write the plan as JSON atomically (temporary file in the same directory, then rename)."""
         path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        except OSError as exc:
+            raise ConfigError(f"cannot write plan {str(path)!r}: {exc.strerror}") from exc
+        os.fchmod(fd, 0o666 & ~current_umask())
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(self.to_json())

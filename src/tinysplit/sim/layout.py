@@ -57,6 +57,10 @@ def load_layout(spec: str | Path, boards: int) -> Layout:
 
 def layout_from_table(table: dict[str, Any], boards: int, name: str = "layout") -> Layout:
     """Validate one layout table (see the module docstring)."""
+    if not isinstance(table, dict):
+        raise ConfigError(
+            f"{name}: a layout must be a table (object) of rssi_dbm, positions or spacing_m"
+        )
     keys = [k for k in ("rssi_dbm", "positions", "spacing_m") if k in table]
     if len(keys) != 1:
         raise ConfigError(f"{name}: give exactly one of rssi_dbm, positions, spacing_m")

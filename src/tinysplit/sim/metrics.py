@@ -25,21 +25,19 @@ def summarize(result: SimResult) -> dict[str, Any]:
     done = result.completed
     out_end = {e.inference: e.inference_end_s for e in result.stage_events if e.stage == n}
     latencies = np.array([out_end[i] - result.injected_s[i] for i in done])
-    completions = np.sort(np.array([out_end[i] for i in done]))
-    throughput = (
-        (len(completions) - 1) / (completions[-1] - completions[0])
-        if len(completions) > 1 and completions[-1] > completions[0]
-        else math.nan
-    )
+    # Steady state: the median gap between results once the pipeline is full (NaN for runs too
+    # short to have one: fewer than three results).
+    gaps = np.diff(np.sort(np.array([out_end[i] for i in done])))[1:]
+    throughput = 1.0 / float(np.median(gaps)) if len(gaps) and np.median(gaps) > 0 else math.nan
     stages = []
     for k in range(1, n + 1):
         events = [e for e in result.stage_events if e.stage == k]
         stages.append(
             {
                 "stage": k,
-                "receive_s": _mean([e.receive_end_s - e.receive_start_s for e in events]),
-                "inference_s": _mean([e.inference_end_s - e.inference_start_s for e in events]),
-                "send_s": _mean([e.send_end_s - e.send_start_s for e in events]),
+                "receive_s": nanmean([e.receive_end_s - e.receive_start_s for e in events]),
+                "inference_s": nanmean([e.inference_end_s - e.inference_start_s for e in events]),
+                "send_s": nanmean([e.send_end_s - e.send_start_s for e in events]),
             }
         )
     links = []
@@ -55,7 +53,7 @@ def summarize(result: SimResult) -> dict[str, Any]:
                 "transfers": transfers,
                 "failures": failures,
                 "failure_rate": failures / transfers if transfers else math.nan,
-                "mean_transfer_s": _mean([e.result.duration_s for e in moves]),
+                "mean_transfer_s": nanmean([e.result.duration_s for e in moves]),
                 "app_frames": sum(e.result.app_frames for e in moves),
                 "retransmissions": sum(e.result.retransmissions for e in moves),
                 "drops": sum(e.result.drops for e in moves),
@@ -80,7 +78,7 @@ def summarize(result: SimResult) -> dict[str, Any]:
         "latency_s": {
             "p50": _pct(latencies, 50),
             "p95": _pct(latencies, 95),
-            "mean": _mean(list(latencies)),
+            "mean": nanmean(list(latencies)),
         },
         "throughput_per_s": throughput,
         "network_s": network_s,
@@ -94,7 +92,8 @@ def summarize(result: SimResult) -> dict[str, Any]:
     }
 
 
-def _mean(values: list[float]) -> float:
+def nanmean(values: list[float]) -> float:
+    """Mean of the values that are not NaN (NaN when none is)."""
     finite = [v for v in values if not math.isnan(v)]
     return float(np.mean(finite)) if finite else math.nan
 

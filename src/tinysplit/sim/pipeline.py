@@ -13,7 +13,7 @@ always give identical records.
 from __future__ import annotations
 
 import math
-from collections.abc import Generator, Sequence
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -147,8 +147,7 @@ class _Run:
         speedup = load_compute_model().dual_core_speedup if config.dual_core else 1.0
         self.compute_s = [s.estimated_compute_s / speedup for s in plan.stages]
         self.link = link or make_link(config.transport, config.link_profile)
-        self.rssi = _link_rssi(config, n)
-        self.relay_rssi = _relay_rssi(config, n, self.rssi)
+        self.rssi, self.relay_rssi = _wifi_hops(config, n, _link_rssi(config, n))
         self.rngs = [np.random.default_rng([config.seed, k]) for k in range(n)]
         env = self.env
         self.inbox = [backend.Store(env, capacity=1_000_000) for _ in range(n)]
@@ -291,22 +290,31 @@ def _link_rssi(config: PipelineConfig, boards: int) -> list[float]:
     return [float(matrix[k, k + 1]) for k in range(links)]
 
 
-def _relay_rssi(config: PipelineConfig, boards: int, rssi: Sequence[float]) -> list[float | None]:
-    """Wi-Fi: RSSI of the second hop through the SoftAP when neither end is the AP."""
-    ap = config.ap_board - 1
+def _wifi_hops(
+    config: PipelineConfig, boards: int, rssi: list[float]
+) -> tuple[list[float], list[float | None]]:
+    """RSSI of the first hop of each link, and of the second hop through the SoftAP (Wi-Fi only).
+
+    When neither end of a Wi-Fi link is the AP, frames go sender -> AP -> receiver: with board
+    positions the hops are those two distances; measured per-link RSSI says nothing of the AP, so
+    both hops get the link's value.
+    """
     if config.transport != "wifi":
-        return [None] * (boards - 1)
+        return rssi, [None] * (boards - 1)
+    ap = config.ap_board - 1
     if not 0 <= ap < boards:
         raise ConfigError(f"ap_board must be within 1..{boards}, got {config.ap_board}")
     matrix = _rssi_matrix(config, boards) if config.rssi_dbm is None else None
-    relay: list[float | None] = []
+    first, second = list(rssi), list[float | None]()
     for k in range(boards - 1):
         if ap in (k, k + 1):
-            relay.append(None)
+            second.append(None)
+        elif matrix is not None:
+            first[k] = float(matrix[k, ap])
+            second.append(float(matrix[ap, k + 1]))
         else:
-            # Measured per-link RSSI says nothing of the AP: both hops get the link's value.
-            relay.append(float(matrix[ap, k + 1]) if matrix is not None else rssi[k])
-    return relay
+            second.append(rssi[k])
+    return first, second
 
 
 def _rssi_matrix(config: PipelineConfig, boards: int) -> np.ndarray:
