@@ -1,7 +1,7 @@
 """Throughput: pipelined steady-state inferences per second, measured like MLPerf Tiny.
 
 Inputs go in back to back; after the pipeline has filled, the stream is cut into 5 windows of at
-least 10 s of device time (and at least two steady periods). One round is one window and measures
+least 10 s of device time (and at least five steady periods). One round is one window and measures
 device seconds per inference in it; the median over the 5 windows is the result, and
 ``extra_info["throughput_per_s"]`` is its inverse.
 """

@@ -102,6 +102,11 @@ def _pct(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else math.nan
 
 
+#: Steady periods per throughput window: windows hold several results, so one result more or
+#: less changes a window's rate by a fifth at most.
+PERIODS_PER_WINDOW = 5.0
+
+
 def completion_times(result: SimResult) -> list[float]:
     """Times (s) at which results left the last board, in order."""
     n = len(result.plan.stages)
@@ -118,14 +123,15 @@ def throughput_windows(
     """MLPerf Tiny style measurement windows of a back-to-back stream.
 
     After the first result (the pipeline is full), the stream is cut into ``windows`` windows of
-    ``max(min_window_s, 2 x steady period)`` seconds each; returns (results in window, window
-    seconds) per window. Fewer windows come back when the stream is too short.
+    ``max(min_window_s, PERIODS_PER_WINDOW x steady period)`` seconds each, so every window holds
+    several results; returns (results in window, window seconds) per window. Fewer windows come
+    back when the stream is too short.
     """
     done = completion_times(result)
     if len(done) < 3:
         return []
     period = float(np.median(np.diff(done[1:])))
-    width = max(min_window_s, 2.0 * period)
+    width = max(min_window_s, PERIODS_PER_WINDOW * period)
     start = done[0]
     out = []
     for i in range(windows):
@@ -140,5 +146,5 @@ def stream_length(
     period_s: float, stages: int, *, windows: int = 5, min_window_s: float = 10.0
 ) -> int:
     """Inferences a back-to-back stream needs for ``windows`` windows at steady ``period_s``."""
-    width = max(min_window_s, 2.0 * period_s)
+    width = max(min_window_s, PERIODS_PER_WINDOW * period_s)
     return math.ceil(windows * width / period_s) + stages + 2
