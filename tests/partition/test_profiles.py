@@ -42,14 +42,17 @@ def test_profile_values_follow_the_sources() -> None:
     assert (paper.weight_bytes, paper.bias_bytes) == (2, 2)
 
 
-def test_transports_frames() -> None:
+def test_transports_match_the_simulated_links() -> None:
+    # A 512 B BLE value, a 1440 B TCP segment, a 250 B ESP-NOW v1 frame, each less the 16 B
+    # tinysplit header; priced at each default link profile's sourced goodput.
     assert TRANSPORTS == ("ble", "wifi", "espnow")
     ble = load_transport("ble")
-    assert ble.payload_bytes == 504  # 252 int16 per BLE frame, as in the paper
-    assert ble.frames(504) == 1
-    assert ble.frames(505) == 2
-    assert load_transport("wifi").frames(1440 * 3) == 3
-    assert load_transport("espnow").payload_bytes == 1470
+    assert ble.payload_bytes == 496
+    assert (ble.frames(496), ble.frames(497)) == (1, 2)
+    assert load_transport("wifi").frames(1424 * 3) == 3
+    assert load_transport("espnow").payload_bytes == 234
+    assert ble.link_rate_bps == 90e3  # the paper's BLE
+    assert load_transport("espnow").link_rate_bps == pytest.approx((214 + 555) / 2 * 1e3)
 
 
 def test_unknown_names_list_the_valid_ones() -> None:

@@ -1,9 +1,10 @@
-"""Device profiles and transport frame/link defaults, read from ``data/devices.toml``.
+"""Device profiles (read from ``data/devices.toml``) and per-transport frame/link defaults.
 
 A :class:`DeviceProfile` holds what the memory model needs about one board: flash, PSRAM and
 internal SRAM capacities, the firmware code size and radio buffer memory per transport, and the
-bytes per stored weight and bias value. A :class:`TransportSpec` holds the tensor payload per
-frame and the default link rate of one transport. Every number in the data file names its source.
+bytes per stored weight and bias value; every number in the data file names its source. A
+:class:`TransportSpec` holds the tensor payload per frame and the default link rate of one
+transport, taken from its calibrated link model (``links/data/esp32s3.toml``).
 """
 
 from __future__ import annotations
@@ -82,14 +83,29 @@ class TransportSpec:
 
 @cache
 def load_transports() -> Mapping[str, TransportSpec]:
-    """All transports of the data file, by id, in file order."""
-    table = _devices_toml()["transports"]
+    """Every transport's spec, from the default profile of its calibrated link model.
+
+    A frame carries what one tinysplit DATA frame of the link's largest application frame holds
+    in reliable mode (the 16 B header subtracted), and sending is priced at the profile's sourced
+    goodput: the same numbers the simulated testbed runs with.
+    """
+    from tinysplit.links import Transport, make_link
+    from tinysplit.links.calibration import sourced_goodput_bps
+    from tinysplit.protocol import data_payload_bytes
+
     return MappingProxyType(
-        {name: TransportSpec.from_dict({"name": name, **spec}) for name, spec in table.items()}
+        {
+            t.value: TransportSpec(
+                name=t.value,
+                payload_bytes=data_payload_bytes(make_link(t.value).frame_bytes, "reliable"),
+                link_rate_bps=sourced_goodput_bps(t.value),
+            )
+            for t in Transport
+        }
     )
 
 
-#: Transport ids, in the order of the data file.
+#: Transport ids.
 TRANSPORTS: tuple[str, ...] = tuple(load_transports())
 
 
