@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from tinysplit.errors import ConfigError
-from tinysplit.links.calibration import section, transport_table
+from tinysplit.links.calibration import rician_k_db, transport_table
 from tinysplit.links.signal import error_constant, faded_packet_error_rate
 
 #: ATT opcode (1 B) of a write response: the paper's per-window response.
@@ -267,7 +267,7 @@ def exchange_failure_probability(
     simulated link keeps its RSSI, so each (PHY, size, RSSI) is evaluated once.
     """
     k = error_constant(spec.per_at_sensitivity, spec.per_reference_bytes)
-    k_db = float(section("signal")["rician_k_db"])
+    k_db = rician_k_db()
     sizes = (phy.pdu_error_bytes(payload_bytes, spec), phy.pdu_error_bytes(answer_bytes, spec))
 
     def ok(floor_dbm: float) -> float:

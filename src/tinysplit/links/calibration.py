@@ -95,3 +95,8 @@ def sourced_goodput_bps(transport: str, name: str | None = None, chip: str = DEF
     """
     low, high = (float(v) for v in profile_table(transport, name, chip)["goodput_kbps"])
     return (low + high) / 2 * 1e3
+
+
+def rician_k_db(chip: str = DEFAULT_CHIP) -> float:
+    """The calibrated Rician K factor of packet-to-packet fading, dB (``[signal]``)."""
+    return float(section("signal", chip)["rician_k_db"])

@@ -29,7 +29,8 @@ import numpy.typing as npt
 
 from tinysplit.errors import ConfigError
 from tinysplit.links.base import LinkConditions, LinkModel, Mode, TransferResult, Transport
-from tinysplit.links.calibration import profile_table, section, transport_table
+from tinysplit.links.calibration import profile_table, transport_table
+from tinysplit.links.calibration import rician_k_db as calibrated_rician_k_db
 from tinysplit.links.signal import MAX_FAILURE, faded_per
 from tinysplit.protocol.frames import (
     ACK_BITMAP_BYTES,
@@ -224,9 +225,7 @@ class EspNowLink(LinkModel):
             rician_k_db: fading K factor, dB; the calibration's ``signal.rician_k_db`` when None.
         """
         self.profile = profile
-        self.rician_k_db = (
-            float(section("signal")["rician_k_db"]) if rician_k_db is None else rician_k_db
-        )
+        self.rician_k_db = calibrated_rician_k_db() if rician_k_db is None else rician_k_db
         phy = profile.phy
         self._attempt_limit = 1 + profile.mac_retry_limit
         cws = [min(phy.cw_max, (phy.cw_min + 1) * 2**i - 1) for i in range(self._attempt_limit)]

@@ -34,7 +34,8 @@ import numpy as np
 
 from tinysplit.errors import ConfigError
 from tinysplit.links.base import LinkConditions, LinkModel, Mode, TransferResult, Transport
-from tinysplit.links.calibration import profile_table, section, transport_table
+from tinysplit.links.calibration import profile_table, transport_table
+from tinysplit.links.calibration import rician_k_db as calibrated_rician_k_db
 from tinysplit.links.wifi_air import WifiAir, WifiPhy
 from tinysplit.protocol.frames import (
     HEADER_BYTES,
@@ -166,9 +167,7 @@ class WifiLink(LinkModel):
             rician_k_db: fading K factor, dB; the calibration's ``signal.rician_k_db`` when None.
         """
         self.profile = profile
-        self.rician_k_db = (
-            float(section("signal")["rician_k_db"]) if rician_k_db is None else rician_k_db
-        )
+        self.rician_k_db = calibrated_rician_k_db() if rician_k_db is None else rician_k_db
         self._air = WifiAir(
             profile.phy,
             mss_bytes=profile.mss_bytes,
