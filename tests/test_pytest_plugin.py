@@ -61,6 +61,7 @@ def test_device_clock_is_the_benchmark_timer(pytester: pytest.Pytester, tmp_path
         (["--testbed", "hw"], "*--testbed hw needs boards*"),
         (["--inventory", "boards.toml"], "*--inventory only applies to --testbed hw*"),
         (["--window", "0"], "*--window must be >= 1*"),
+        (["--window", "17"], "*--window 17: reliable mode takes windows up to 16*"),
         (["--devices", "many"], "*--devices must be a positive integer or auto*"),
         (["--transport", "all", "--profile", "paper"], "*--profile names one transport*"),
         (["--transport", "zigbee"], "*invalid choice: 'zigbee'*"),

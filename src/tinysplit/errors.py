@@ -25,3 +25,16 @@ class PartitionError(TinysplitError):
 
 class MissingExtraError(TinysplitError):
     """An optional dependency is needed; the message names the ``pip install`` extra."""
+
+
+class FrameError(TinysplitError):
+    """A received frame the wire-protocol decoder rejects (``docs/protocol.md``).
+
+    Attributes:
+        code: why, as the firmware's ``ts_err_name()`` spells it: ``short``, ``version``,
+            ``length``, ``crc``, ``type`` or ``field``.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code

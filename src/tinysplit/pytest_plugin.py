@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tinysplit.errors import TinysplitError
+from tinysplit.protocol.frames import MAX_RELIABLE_WINDOW
 
 if TYPE_CHECKING:  # the plugin loads in every pytest run: the model stack loads on first use
     from tinysplit.partition import Plan
@@ -64,6 +65,13 @@ class BenchOptions:
             if int(opt(name)) < 1:
                 flag = "--" + name.removeprefix("tinysplit_")
                 raise pytest.UsageError(f"{flag} must be >= 1, got {opt(name)}")
+        if str(opt("tinysplit_mode")) == "reliable" and int(opt("tinysplit_window")) > (
+            MAX_RELIABLE_WINDOW
+        ):
+            raise pytest.UsageError(
+                f"--window {opt('tinysplit_window')}: reliable mode takes windows up to "
+                f"{MAX_RELIABLE_WINDOW}"
+            )
         devices = opt("tinysplit_devices")
         if devices != "auto" and (not str(devices).isdigit() or int(devices) < 1):
             raise pytest.UsageError(f"--devices must be a positive integer or auto, got {devices}")

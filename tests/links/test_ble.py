@@ -15,6 +15,7 @@ from tinysplit.links import LinkConditions, Mode, make_link, profile_names
 from tinysplit.links.ble import BleLink
 from tinysplit.links.ble_profile import BleProfile, profile_table
 from tinysplit.links.ble_timing import fragments, ll_ceiling_kbps, load_phys, load_spec
+from tinysplit.protocol import MAX_RELIABLE_WINDOW
 
 #: The paper's largest intermediates (28 x 28 x 256 and 14 x 14 x 512 int16 values).
 PAPER_TENSORS = (401_408, 200_704)
@@ -187,7 +188,7 @@ def test_crc_errors_cost_time_not_data() -> None:
     name=st.sampled_from(PROFILES),
     payload=st.integers(1, 120_000),
     margin_db=st.floats(-2.0, 55.0),
-    window=st.integers(1, 32),
+    window=st.integers(1, MAX_RELIABLE_WINDOW),
     seed=st.integers(0, 2**32 - 1),
 )
 def test_reliable_mode_never_loses_a_tensor(
@@ -311,3 +312,14 @@ def test_profile_round_trips_through_to_dict(name: str) -> None:
     table = {k: v for k, v in profile.to_dict().items() if k != "name"}
     assert BleProfile.from_table(name, table) == profile
     assert BleProfile.from_dict(profile.to_dict()) == profile
+
+
+def test_reliable_window_is_bounded_by_the_ack_bitmap() -> None:
+    """The firmware's ACK bitmap covers 2 x window frames in flight: 16 is the largest window."""
+    LinkConditions(rssi_dbm=-50.0, window=MAX_RELIABLE_WINDOW)
+    LinkConditions(rssi_dbm=-50.0, window=40, mode=Mode.PAPER)  # paper mode has no bitmap
+    with pytest.raises(ConfigError, match="reliable mode takes windows up to 16, got 17"):
+        LinkConditions(rssi_dbm=-50.0, window=MAX_RELIABLE_WINDOW + 1)
+    for window in (0, True, 2.0):
+        with pytest.raises(ConfigError, match="window must be an integer >= 1"):
+            LinkConditions(rssi_dbm=-50.0, window=window)  # type: ignore[arg-type]

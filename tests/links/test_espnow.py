@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from tinysplit.errors import ConfigError
 from tinysplit.links import LinkConditions, Mode, make_link, profile_names
 from tinysplit.links.espnow import EspNowLink, EspNowProfile
+from tinysplit.protocol import MAX_RELIABLE_WINDOW
 
 PROFILES = profile_names("espnow")
 TENSOR = 401_408  # bytes: the largest MobileNet intermediate the pipeline sends
@@ -99,7 +100,7 @@ def test_paper_mode_loses_tensors_at_very_weak_signal_reliable_never() -> None:
 @given(
     size=st.integers(min_value=0, max_value=60_000),
     rssi=st.floats(min_value=-102.0, max_value=-40.0),
-    window=st.integers(min_value=1, max_value=20),
+    window=st.integers(min_value=1, max_value=MAX_RELIABLE_WINDOW),
     name=st.sampled_from(PROFILES),
     seed=st.integers(min_value=0, max_value=2**32 - 1),
 )
@@ -123,7 +124,7 @@ def test_losses_are_reported(size: int, rssi: float, window: int, name: str, see
 @given(
     size=st.integers(min_value=0, max_value=60_000),
     rssi=st.floats(min_value=-115.0, max_value=-108.0),
-    window=st.integers(min_value=1, max_value=20),
+    window=st.integers(min_value=1, max_value=MAX_RELIABLE_WINDOW),
     name=st.sampled_from(PROFILES),
     seed=st.integers(min_value=0, max_value=2**32 - 1),
 )

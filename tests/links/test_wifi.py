@@ -98,10 +98,11 @@ def test_delayed_ack_timer_stalls_a_one_segment_window() -> None:
 def test_mode_sets_only_the_frame_header() -> None:
     link = WifiLink.from_profile("lwip-default")
     rng = np.random.default_rng(3)
-    paper = link.transfer(1432 * 50, LinkConditions(rssi_dbm=-50.0, mode=Mode.PAPER), rng)
-    reliable = link.transfer(1432 * 50, LinkConditions(rssi_dbm=-50.0, mode=Mode.RELIABLE), rng)
+    # A paper frame fills a 1440 B segment with its 2 B length prefix and 8 B timer id: 1430 B.
+    paper = link.transfer(1430 * 50, LinkConditions(rssi_dbm=-50.0, mode=Mode.PAPER), rng)
+    reliable = link.transfer(1430 * 50, LinkConditions(rssi_dbm=-50.0, mode=Mode.RELIABLE), rng)
     assert paper.app_frames == 50
-    assert reliable.app_frames == 51  # 16 B headers and the 4 B tensor CRC need one more frame
+    assert reliable.app_frames == 51  # 1424 B per frame and the 4 B tensor CRC: one more frame
     assert paper.delivered and reliable.delivered
 
 

@@ -1,4 +1,8 @@
-"""Wire-format codec: header round trip, rejected frames, CRC check values, frame sizes."""
+"""Wire-format codec: header round trip, rejected frames, CRC check values, frame sizes.
+
+Field rules, paper frames and payload helpers: ``test_frames_api.py``; agreement with the C codec:
+``tests/firmware/test_codec_vectors.py``.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +12,26 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tinysplit.errors import ConfigError
+from tinysplit.errors import ConfigError, FrameError
 from tinysplit.protocol.frames import (
     FLAG_LAST,
+    FLAG_RETRANSMISSION,
     HEADER_BYTES,
+    MAX_CHUNKS,
     PAPER_TIMER_ID_BYTES,
     TENSOR_CRC_BYTES,
     VERSION,
+    CtrlOp,
     FrameHeader,
     FrameType,
+    NackReason,
+    ack_payload,
     crc16_ccitt,
     crc32,
+    ctrl_payload,
     data_payload_bytes,
     frames_for_tensor,
+    nack_payload,
 )
 
 U8 = st.integers(0, 0xFF)
@@ -38,7 +49,7 @@ def sample_frame(payload: bytes = b"\x01\x02\x03\x04") -> bytes:
         type=FrameType.DATA,
         stage=2,
         inference=7,
-        chunk=3,
+        chunk=8,
         chunks=9,
         length=len(payload),
         exponent=-5,
@@ -55,17 +66,38 @@ def with_crc(head: bytes, payload: bytes) -> bytes:
 
 @st.composite
 def headers_and_payloads(draw: st.DrawFn) -> tuple[FrameHeader, bytes]:
-    """Any header (every field over its full range) with a payload of the stated length."""
-    payload = draw(st.binary(max_size=1500))
+    """Any valid frame: every field over the full range its type allows, a matching payload."""
+    kind = draw(st.sampled_from(FrameType))
+    chunks = draw(U16)
+    chunk, exponent, flags = 0, 0, 0
+    if kind == FrameType.DATA:
+        chunks = max(chunks, 1)
+        chunk = draw(st.integers(0, chunks - 1))
+        exponent = draw(I8)
+        flags = (FLAG_LAST if chunk == chunks - 1 else 0) | draw(
+            st.sampled_from([0, FLAG_RETRANSMISSION])
+        )
+        payload = draw(st.binary(min_size=1, max_size=1500))
+    elif kind == FrameType.ACK:
+        chunk = draw(st.integers(0, chunks))
+        payload = ack_payload(draw(st.integers(0, 0xFFFFFFFF)))
+    elif kind == FrameType.NACK:
+        chunk, exponent = draw(U16), draw(I8)
+        payload = nack_payload(draw(st.sampled_from(NackReason)))
+    else:
+        chunk, exponent = draw(U16), draw(I8)
+        op = draw(st.sampled_from(CtrlOp))
+        token = None if op == CtrlOp.ABORT else draw(st.integers(0, 0xFFFFFFFF))
+        payload = ctrl_payload(op, token)
     header = FrameHeader(
-        type=draw(st.sampled_from(FrameType)),
+        type=kind,
         stage=draw(U8),
         inference=draw(U16),
-        chunk=draw(U16),
-        chunks=draw(U16),
+        chunk=chunk,
+        chunks=chunks,
         length=len(payload),
-        exponent=draw(I8),
-        flags=draw(U8),
+        exponent=exponent,
+        flags=flags,
     )
     return header, payload
 
@@ -83,7 +115,7 @@ def test_encode_decode_round_trip(case: tuple[FrameHeader, bytes]) -> None:
 def test_header_layout_is_little_endian() -> None:
     frame = sample_frame()
     assert frame[:CRC_AT] == bytes(
-        [VERSION, FrameType.DATA, 2, FLAG_LAST, 7, 0, 3, 0, 9, 0, 4, 0, 0xFB, 0]
+        [VERSION, FrameType.DATA, 2, FLAG_LAST, 7, 0, 8, 0, 9, 0, 4, 0, 0xFB, 0]
     )
     assert struct.unpack_from("<H", frame, CRC_AT)[0] == crc16_ccitt(
         frame[:CRC_AT] + b"\0\0" + frame[HEADER_BYTES:]
@@ -98,29 +130,33 @@ def test_encode_rejects_a_payload_of_another_length() -> None:
 
 @pytest.mark.parametrize("size", [0, 1, HEADER_BYTES - 1])
 def test_decode_rejects_a_short_frame(size: int) -> None:
-    with pytest.raises(ConfigError, match="shorter than"):
-        FrameHeader.decode(sample_frame(b"")[:size])
+    with pytest.raises(FrameError, match="shorter than") as info:
+        FrameHeader.decode(sample_frame()[:size])
+    assert info.value.code == "short"
 
 
 @pytest.mark.parametrize("version", [0, VERSION + 1, 0xFF])
 def test_decode_rejects_another_version(version: int) -> None:
     frame = bytearray(sample_frame())
     frame[VERSION_AT] = version
-    with pytest.raises(ConfigError, match="version"):
+    with pytest.raises(FrameError, match="version") as info:
         FrameHeader.decode(with_crc(bytes(frame[:HEADER_BYTES]), bytes(frame[HEADER_BYTES:])))
+    assert info.value.code == "version"
 
 
 @pytest.mark.parametrize("delta", [-1, 1])
 def test_decode_rejects_a_length_mismatch(delta: int) -> None:
     frame = sample_frame()
     payload = frame[HEADER_BYTES:-1] if delta < 0 else frame[HEADER_BYTES:] + b"\0"
-    with pytest.raises(ConfigError, match="header says"):
+    with pytest.raises(FrameError, match="header says") as info:
         FrameHeader.decode(with_crc(frame[:HEADER_BYTES], payload))
+    assert info.value.code == "length"
 
 
 def test_decode_rejects_a_truncated_frame() -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(FrameError) as info:
         FrameHeader.decode(sample_frame()[:-1])
+    assert info.value.code == "length"
 
 
 @given(headers_and_payloads(), st.data())
@@ -130,31 +166,37 @@ def test_decode_rejects_any_flipped_bit(
     frame = bytearray(case[0].encode(case[1]))
     bit = data.draw(st.integers(0, 8 * len(frame) - 1), label="bit")
     frame[bit // 8] ^= 1 << (bit % 8)
-    with pytest.raises(ConfigError):
+    with pytest.raises(FrameError) as info:
         FrameHeader.decode(bytes(frame))
+    # The version and length bytes are checked before the CRC.
+    assert info.value.code in {"version", "length", "crc"}
 
 
 @pytest.mark.parametrize("offset", range(HEADER_BYTES + 4))
 def test_decode_reports_a_flipped_bit_in_header_or_payload(offset: int) -> None:
     frame = bytearray(sample_frame())
     frame[offset] ^= 0x10
-    with pytest.raises(ConfigError):
+    with pytest.raises(FrameError) as info:
         FrameHeader.decode(bytes(frame))
+    want = {VERSION_AT: "version", LENGTH_AT: "length", LENGTH_AT + 1: "length"}.get(offset, "crc")
+    assert info.value.code == want
 
 
 def test_decode_names_a_crc_mismatch() -> None:
     frame = bytearray(sample_frame())
     frame[-1] ^= 0x01
-    with pytest.raises(ConfigError, match="CRC"):
+    with pytest.raises(FrameError, match="CRC") as info:
         FrameHeader.decode(bytes(frame))
+    assert info.value.code == "crc"
 
 
 @pytest.mark.parametrize("kind", [0, max(FrameType) + 1, 0xFF])
 def test_decode_rejects_an_unknown_type(kind: int) -> None:
     frame = bytearray(sample_frame())
     frame[TYPE_AT] = kind
-    with pytest.raises(ConfigError, match=f"unknown frame type {kind}"):
+    with pytest.raises(FrameError, match=f"unknown frame type {kind}") as info:
         FrameHeader.decode(with_crc(bytes(frame[:HEADER_BYTES]), bytes(frame[HEADER_BYTES:])))
+    assert info.value.code == "type"
 
 
 def test_crc_check_values() -> None:
@@ -238,9 +280,13 @@ def test_frames_for_tensor(tensor_bytes: int, frame_bytes: int, mode: str, frame
 def test_frames_for_tensor_is_the_fewest_that_hold_the_data(
     tensor_bytes: int, frame_bytes: int, mode: str
 ) -> None:
-    n = frames_for_tensor(tensor_bytes, frame_bytes, mode)
     data = tensor_bytes + (TENSOR_CRC_BYTES if mode == "reliable" else 0)
     per_frame = data_payload_bytes(frame_bytes, mode)
+    if mode == "reliable" and data > MAX_CHUNKS * per_frame:
+        with pytest.raises(ConfigError, match="more than the 65535 a header counts"):
+            frames_for_tensor(tensor_bytes, frame_bytes, mode)
+        return
+    n = frames_for_tensor(tensor_bytes, frame_bytes, mode)
     assert n >= 1
     assert n * per_frame >= data
     assert n == 1 or (n - 1) * per_frame < data

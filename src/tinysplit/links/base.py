@@ -17,6 +17,7 @@ from typing import ClassVar
 import numpy as np
 
 from tinysplit.errors import ConfigError
+from tinysplit.protocol.frames import MAX_RELIABLE_WINDOW
 
 
 class Transport(StrEnum):
@@ -46,7 +47,7 @@ class LinkConditions:
     Attributes:
         rssi_dbm: received signal strength on the link (dBm, symmetric).
         window: application window: frames sent before a response is required (BLE, ESP-NOW);
-            ignored by TCP, which has its own.
+            ignored by TCP, which has its own. At most ``MAX_RELIABLE_WINDOW`` in reliable mode.
         mode: protocol mode.
         relay_rssi_dbm: Wi-Fi only: RSSI of the second hop when two stations talk through the
             SoftAP (the frames cross the air twice); ``None`` when one end is the AP.
@@ -60,6 +61,11 @@ class LinkConditions:
     def __post_init__(self) -> None:
         if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1:
             raise ConfigError(f"window must be an integer >= 1, got {self.window!r}")
+        if self.mode is Mode.RELIABLE and self.window > MAX_RELIABLE_WINDOW:
+            raise ConfigError(
+                f"reliable mode takes windows up to {MAX_RELIABLE_WINDOW}, got {self.window} "
+                f"(an ACK's bitmap covers the {2 * MAX_RELIABLE_WINDOW} frames in flight)"
+            )
         if not -130.0 <= self.rssi_dbm <= 20.0:
             raise ConfigError(f"rssi_dbm must be within -130..20 dBm, got {self.rssi_dbm}")
         if self.relay_rssi_dbm is not None and not -130.0 <= self.relay_rssi_dbm <= 20.0:

@@ -40,6 +40,7 @@ from tinysplit.links.wifi_air import WifiAir, WifiPhy
 from tinysplit.protocol.frames import (
     HEADER_BYTES,
     PAPER_TIMER_ID_BYTES,
+    STREAM_PAPER_PREFIX_BYTES,
     TENSOR_CRC_BYTES,
     data_payload_bytes,
     frames_for_tensor,
@@ -219,10 +220,12 @@ class WifiLink(LinkModel):
         prof, phy, air = self.profile, self.profile.phy, self._air
         mode, mss = str(conditions.mode), prof.mss_bytes
         reliable = conditions.mode is Mode.RELIABLE
-        n = frames_for_tensor(payload_bytes, mss, mode)
-        per_frame = data_payload_bytes(mss, mode)
+        # Each frame fills one segment; a paper frame's length prefix comes out of it.
+        frame = mss if reliable else mss - STREAM_PAPER_PREFIX_BYTES
+        n = frames_for_tensor(payload_bytes, frame, mode)
+        per_frame = data_payload_bytes(frame, mode)
         ovh = phy.mpdu_overhead_bytes
-        header = (HEADER_BYTES if reliable else PAPER_TIMER_ID_BYTES) + ovh
+        header = mss - frame + (HEADER_BYTES if reliable else PAPER_TIMER_ID_BYTES) + ovh
         stream = payload_bytes + (TENSOR_CRC_BYTES if reliable else 0)
         full, last = header + per_frame, header + max(0, stream - (n - 1) * per_frame)
         relay = conditions.relay_rssi_dbm is not None

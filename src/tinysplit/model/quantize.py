@@ -160,6 +160,29 @@ def requantize(acc: npt.NDArray[Any], shift: int) -> npt.NDArray[np.int16]:
     return saturate(round_shift(acc, shift))
 
 
+def requantize_exponent(values: npt.ArrayLike, from_exp: int, to_exp: int) -> npt.NDArray[np.int16]:
+    """int16 values at exponent ``from_exp`` -> int16 at ``to_exp``, as the firmware does.
+
+    The receive-side conversion of a stage whose input exponent differs from the sender's output
+    exponent, bit-exact with ``ts_requantize`` (``docs/protocol.md``): for ``to_exp > from_exp``
+    a right shift by ``s = to_exp - from_exp`` rounding half up, ``(v + 2**(s-1)) >> s`` (every
+    int16 value gives 0 once s >= 16); for ``to_exp < from_exp`` a left shift saturated to int16.
+
+    Raises:
+        ConfigError: an exponent outside int8 (-128..127) or a value outside int16.
+    """
+    for name, exp in (("from_exp", from_exp), ("to_exp", to_exp)):
+        if not -128 <= exp <= 127:
+            raise ConfigError(f"{name}={exp} is outside the int8 exponent range -128..127")
+    v = np.asarray(values)
+    if v.size and not np.issubdtype(v.dtype, np.integer):
+        raise ConfigError(f"requantize takes int16 values, got dtype {v.dtype}")
+    wide = v.astype(np.int64)
+    if wide.size and (wide.min() < INT16_MIN or wide.max() > INT16_MAX):
+        raise ConfigError("requantize takes int16 values; some are outside -32768..32767")
+    return requantize(wide, to_exp - from_exp)
+
+
 def sample_inputs(graph: Graph, n: int, seed: int = 0) -> npt.NDArray[np.float32]:
     """Deterministic calibration/test inputs of shape ``(n, *graph.input_shape[1:])``, float32.
 
