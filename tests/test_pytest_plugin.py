@@ -107,9 +107,11 @@ def test_rounds(benchmark, bench, transport):
     assert seen == [0, 1, 2, 3]
 """
     )
+    # -W error as in the project's own config: an unused benchmark fixture would be an error.
     result = pytester.runpytest_subprocess(
-        *SMALL, "--benchmark-disable", "--results-dir", str(tmp_path), "test_rounds.py"
-    )
+        *SMALL, "-W", "error", "--benchmark-disable", "--results-dir", str(tmp_path),
+        "test_rounds.py",
+    )  # fmt: skip
     result.assert_outcomes(passed=1)
 
 

@@ -38,3 +38,10 @@ class FrameError(TinysplitError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class BoardError(TinysplitError):
+    """A board or its serial port misbehaved: missing, unplugged, silent, or answering an error.
+
+    The message names the board and its port.
+    """
