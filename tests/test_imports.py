@@ -8,7 +8,10 @@ import sys
 import pytest
 
 
-@pytest.mark.parametrize("module", ["tinysplit", "tinysplit.model", "tinysplit.cli"])
+@pytest.mark.parametrize(
+    "module",
+    ["tinysplit", "tinysplit.model", "tinysplit.cli", "tinysplit.report", "tinysplit.results"],
+)
 def test_import_does_not_pull_heavy_stacks(module: str) -> None:
     code = (
         f"import sys, {module}; "

@@ -18,6 +18,7 @@ from rich.console import Console
 from tinysplit import __version__
 from tinysplit.cli.common import Handler, cuts, devices, positive_float, positive_int
 from tinysplit.cli.models import cmd_export, cmd_model_show, cmd_partition
+from tinysplit.cli.report import add_parsers as add_report_parsers
 from tinysplit.cli.testbed import cmd_links_check, cmd_links_show, cmd_simulate
 from tinysplit.errors import TinysplitError
 
@@ -163,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--seed", type=int, default=0, help="seed of the calibration images")
     export.add_argument("--json", action="store_true", help="print the manifest as JSON")
     export.set_defaults(handler=cmd_export)
+
+    add_report_parsers(commands)
     return parser
 
 
