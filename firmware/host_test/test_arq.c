@@ -839,6 +839,30 @@ static void test_sender_resends_only_what_was_lost(void)
     TS_CHECK_EQ_INT(ts_sender_on_answer(&t, &ack, bitmap, 10), TS_ERR_STATE);
 }
 
+/* Every chunk sent so far is acknowledged and more remain: nothing waits for an answer, so a
+ * late poll (the caller was busy past ack_timeout_us) is no timeout; the next chunk goes out. */
+static void test_sender_no_timeout_while_nothing_is_outstanding(void)
+{
+    ts_arq_config_t cfg = link_config(TS_MODE_RELIABLE, 1, 250);
+    ts_sender_t t;
+    TS_REQUIRE(ts_sender_init(&t, &cfg) == TS_OK);
+    TS_REQUIRE(ts_sender_start(&t, TENSOR, 20000, 5, 0, 0) == TS_OK);
+    ts_sender_frame_info_t info;
+    TS_CHECK(ts_sender_next_frame(&t, 0, &info) > 0);
+    TS_CHECK(ts_sender_next_frame(&t, 0, &info) > 0);
+    uint8_t bitmap[4] = {0, 0, 0, 0};
+    ts_frame_header_t ack = {.type = TS_FRAME_ACK, .inference = 5, .chunk = 2,
+                             .chunks = (uint16_t)ts_frames_for_tensor(20000, 250, 1),
+                             .length = 4};
+    TS_CHECK_EQ_INT(ts_sender_on_answer(&t, &ack, bitmap, 10), TS_OK);
+    int64_t late = 10 + (int64_t)cfg.ack_timeout_us + 1;
+    TS_CHECK(ts_sender_deadline_us(&t, late) <= late); /* the window is open */
+    TS_CHECK_EQ_INT(ts_sender_poll(&t, late), 0);
+    TS_CHECK(ts_sender_next_frame(&t, late, &info) > 0);
+    TS_CHECK(!info.retransmission);
+    TS_CHECK_EQ_INT(info.index, 2);
+}
+
 int main(void)
 {
     TS_RUN(test_zero_loss_counts_match_the_simulator);
@@ -860,5 +884,6 @@ int main(void)
     TS_RUN(test_sender_argument_and_state_errors);
     TS_RUN(test_sender_keeps_at_most_min_2w_32_unacknowledged);
     TS_RUN(test_sender_resends_only_what_was_lost);
+    TS_RUN(test_sender_no_timeout_while_nothing_is_outstanding);
     return TS_RESULT();
 }

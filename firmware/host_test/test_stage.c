@@ -489,6 +489,62 @@ static void test_stream_pipeline_sends_no_answers(void)
     }
 }
 
+/* On a stream a NACK BUSY comes too late (the sender is done once the transport took its last
+ * frame), so the caller holds UP frames while ts_stage_accepts says no and feeds them once the
+ * input buffer is free: both tensors arrive, none is dropped or NACKed. */
+static void test_stream_input_waits_while_the_buffer_is_full(void)
+{
+    pipe_t *p = &PIPE;
+    static lc_frame_t held[16];
+    static lc_frame_t f;
+    for (int mode = 0; mode <= 1; mode++) {
+        ts_stage_config_t cfg = stage_config((ts_mode_t)mode, 4, 1470, 3000);
+        cfg.stream = 1;
+        TS_REQUIRE(pipe_init(2, &cfg, &PERFECT, 15) == TS_OK);
+        p->first = 0;
+        p->next_output = 0;
+        /* stage 1 sends inferences 0 and 1 back to back: a stream sender waits for no answer */
+        for (uint16_t k = 0; k < 2; k++) {
+            make_input(k, cfg.input_values);
+            TS_REQUIRE(ts_stage_inject(&p->st[0], k, INPUT, cfg.input_values, p->in_exponent,
+                                       p->now) == TS_OK);
+            ts_stage_poll(&p->st[0], p->now);
+        }
+        TS_CHECK_EQ_INT(ts_stage_stats(&p->st[0])->tensors_out, 2);
+        /* stage 2's slice is busy meanwhile: it is not polled while the frames arrive */
+        int held_n = 0;
+        while (lc_next_time(&p->net) != INT64_MAX) {
+            p->now = lc_next_time(&p->net);
+            lc_pop(&p->net, &f);
+            if (held_n > 0 || !ts_stage_accepts(&p->st[1], (ts_link_t)f.link)) {
+                TS_REQUIRE(held_n < 16);
+                held[held_n++] = f;
+            } else {
+                ts_stage_on_frame(&p->st[1], (ts_link_t)f.link, f.data, f.len, p->now);
+            }
+        }
+        TS_CHECK_EQ_INT(held_n, ts_frames_for_tensor(6000, 1470, mode)); /* all of inference 1 */
+        ts_stage_poll(&p->st[1], p->now); /* inference 0 runs and frees the input buffer */
+        TS_CHECK(ts_stage_accepts(&p->st[1], TS_LINK_UP));
+        for (int i = 0; i < held_n; i++) {
+            ts_stage_on_frame(&p->st[1], (ts_link_t)held[i].link, held[i].data, held[i].len,
+                              p->now);
+        }
+        ts_stage_poll(&p->st[1], p->now);
+        TS_CHECK_EQ_INT(p->outputs, 2);
+        TS_CHECK_EQ_INT(p->out_wrong, 0);
+        TS_CHECK_EQ_INT(p->out_of_order, 0);
+        TS_CHECK_EQ_INT(ts_stage_stats(&p->st[1])->rx_dropped_tensors, 0);
+        TS_CHECK_EQ_INT(p->up[0].sent, 0); /* no NACK BUSY */
+    }
+    /* Not on a stream: the receiver answers NACK BUSY and the sender retries. */
+    ts_stage_config_t cfg = stage_config(TS_MODE_RELIABLE, 4, 1470, 3000);
+    TS_REQUIRE(pipe_init(2, &cfg, &PERFECT, 15) == TS_OK);
+    make_input(0, cfg.input_values);
+    TS_REQUIRE(ts_stage_inject(&p->st[1], 0, INPUT, cfg.input_values, -8, 0) == TS_OK);
+    TS_CHECK(ts_stage_accepts(&p->st[1], TS_LINK_UP));
+}
+
 static void test_paper_pipeline_without_loss_delivers(void)
 {
     ts_stage_config_t cfg = stage_config(TS_MODE_PAPER, 6, 512, 2000);
@@ -741,6 +797,7 @@ int main(void)
     TS_RUN(test_reliable_pipeline_delivers_everything_under_loss);
     TS_RUN(test_reliable_pipeline_with_100kb_tensors);
     TS_RUN(test_stream_pipeline_sends_no_answers);
+    TS_RUN(test_stream_input_waits_while_the_buffer_is_full);
     TS_RUN(test_paper_pipeline_without_loss_delivers);
     TS_RUN(test_paper_pipeline_with_loss_fails_and_counts);
     TS_RUN(test_busy_receiver_answers_nack_busy);

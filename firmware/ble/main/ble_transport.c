@@ -237,7 +237,7 @@ static esp_err_t ts_ble_start(ts_transport_t *self, const ts_app_config_t *cfg)
     }
     esp_err_t err = ts_ble_bring_up();
     if (err != ESP_OK) {
-        return err; /* advertising / scanning go on; ts_app_run decides what follows */
+        return err; /* ts_app_run logs it and restarts the board */
     }
     /* frame_bytes: the largest value one write (DOWN) or notification (last stage: UP) carries. */
     const ts_ble_link_t up = ts_ble_link_get(TS_LINK_UP);

@@ -1,7 +1,8 @@
 /*
- * The scribe board's modules (ESP-IDF glue around the portable ts_mark / ts_ina / ts_console):
- * edge capture (scribe_capture.c), current monitors (scribe_power.c), the console port
- * (scribe_io.c) and the time base, decoding and commands (scribe_main.c).
+ * The scribe board's modules (ESP-IDF glue around the portable ts_mark / ts_ina / ts_console of
+ * the tinysplit_core component, whose ts_console_io also serves the console port): edge capture
+ * (scribe_capture.c), current monitors (scribe_power.c) and the time base, decoding and commands
+ * (scribe_main.c).
  */
 #pragma once
 
@@ -72,20 +73,6 @@ esp_err_t scribe_power_start(void);
 /** Readings streamed and failed I2C reads since the last reset. */
 void scribe_power_counts(uint32_t *samples, uint32_t *errors);
 void scribe_power_reset_counts(void);
-
-/* ---- scribe_io.c ------------------------------------------------------------------------ */
-
-/** Install the driver of the console port (Kconfig) and route stdout / logs through it. */
-esp_err_t scribe_io_init(void);
-
-/** Block until at least one byte arrives; returns the count read (> 0). */
-size_t scribe_io_read(char *buf, size_t cap);
-
-/** ts_console_write_t: write whole lines, serialised between tasks. */
-void scribe_io_write(void *ctx, const char *text, size_t len);
-
-/** Lines the port could not take in time (host not reading), since boot. */
-uint32_t scribe_io_drops(void);
 
 /* ---- scribe_main.c ---------------------------------------------------------------------- */
 

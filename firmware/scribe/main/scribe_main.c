@@ -2,7 +2,8 @@
  * The scribe board: timestamps the mark pulses of every pipeline stage and streams them over
  * the console (protocol: firmware/scribe/README.md). Tasks:
  *   scribe_decode  edges from the capture interrupts -> 64-bit ns -> ts_mark decoders -> events
- *   scribe_console console bytes -> ts_console (hello / start / stop / status)
+ *   scribe_console console bytes (ts_console_io, shared with the pipeline boards) -> ts_console
+ *                  (hello / start / stop / status)
  *   scribe_power   optional current monitors (scribe_power.c)
  *
  * Time base: `start` zeroes the capture counters (scribe_capture_zero) and records the
@@ -25,6 +26,7 @@
 #include "scribe.h"
 #include "sdkconfig.h"
 #include "ts_console.h"
+#include "ts_console_io.h"
 #include "ts_mark.h"
 
 static const char *TAG = "scribe";
@@ -35,6 +37,7 @@ static const char *TAG = "scribe";
 #define DECODE_PRIORITY 10 /* above the console and power tasks: the edge queue is finite */
 #define CONSOLE_PRIORITY 5
 #define IDLE_POLL_MS 50
+#define CONSOLE_POLL_MS 1000
 /* Edges reach the decoder at most this late; timeouts are only declared past it. */
 #define QUEUE_LATENCY_US 20000
 
@@ -160,11 +163,8 @@ static void format_resolution_ns(char *out, size_t cap, uint32_t hz)
 static void cmd_hello(ts_console_t *con, void *ctx, int argc, char **argv)
 {
     (void)ctx;
+    (void)argc;
     (void)argv;
-    if (argc != 1) {
-        ts_console_err(con, "usage", "hello");
-        return;
-    }
     char res[24];
     format_resolution_ns(res, sizeof(res), scribe_capture_resolution_hz());
     ts_console_ok(con, "proto=%d role=scribe lines=%d resolution_ns=%s power=%s unit_us=%d",
@@ -174,11 +174,8 @@ static void cmd_hello(ts_console_t *con, void *ctx, int argc, char **argv)
 static void cmd_start(ts_console_t *con, void *ctx, int argc, char **argv)
 {
     (void)ctx;
+    (void)argc;
     (void)argv;
-    if (argc != 1) {
-        ts_console_err(con, "usage", "start");
-        return;
-    }
     xSemaphoreTake(s_lock, portMAX_DELAY);
     scribe_capture_enable(false);
     xQueueReset(s_queue);
@@ -206,11 +203,8 @@ static void cmd_start(ts_console_t *con, void *ctx, int argc, char **argv)
 static void cmd_stop(ts_console_t *con, void *ctx, int argc, char **argv)
 {
     (void)ctx;
+    (void)argc;
     (void)argv;
-    if (argc != 1) {
-        ts_console_err(con, "usage", "stop");
-        return;
-    }
     xSemaphoreTake(s_lock, portMAX_DELAY);
     scribe_capture_enable(false);
     s_running = false;
@@ -221,11 +215,8 @@ static void cmd_stop(ts_console_t *con, void *ctx, int argc, char **argv)
 static void cmd_status(ts_console_t *con, void *ctx, int argc, char **argv)
 {
     (void)ctx;
+    (void)argc;
     (void)argv;
-    if (argc != 1) {
-        ts_console_err(con, "usage", "status");
-        return;
-    }
     char buf[TS_CONSOLE_LINE_MAX - 16];
     size_t len = 0;
     uint32_t samples = 0, errors = 0;
@@ -238,7 +229,7 @@ static void cmd_status(ts_console_t *con, void *ctx, int argc, char **argv)
                             " overflows=%" PRIu32 " power_samples=%" PRIu32
                             " power_errors=%" PRIu32 " console_drops=%" PRIu32,
                             s_running ? 1 : 0, scribe_capture_kind_name(), LINES, t_ns,
-                            scribe_capture_overflows(), samples, errors, scribe_io_drops());
+                            scribe_capture_overflows(), samples, errors, ts_console_io_drops());
     for (int i = 0; i < LINES && len < sizeof(buf); i++) {
         const ts_mark_line_stats_t *st = ts_mark_decoder_stats(&s_dec[i]);
         len += (size_t)snprintf(buf + len, sizeof(buf) - len,
@@ -257,11 +248,12 @@ static void cmd_status(ts_console_t *con, void *ctx, int argc, char **argv)
     ts_console_ok(con, "%s", buf);
 }
 
+/* name, usage, arguments (at least, at most), handler */
 static const ts_console_command_t s_commands[] = {
-    {"hello", "hello", cmd_hello},
-    {"start", "start", cmd_start},
-    {"stop", "stop", cmd_stop},
-    {"status", "status", cmd_status},
+    {"hello", "hello", 0, 0, cmd_hello},
+    {"start", "start", 0, 0, cmd_start},
+    {"stop", "stop", 0, 0, cmd_stop},
+    {"status", "status", 0, 0, cmd_status},
 };
 
 static void console_task(void *arg)
@@ -269,14 +261,18 @@ static void console_task(void *arg)
     (void)arg;
     char buf[128];
     for (;;) {
-        const size_t n = scribe_io_read(buf, sizeof(buf));
-        ts_console_feed(&s_console, buf, n);
+        const int n = ts_console_io_read(buf, sizeof(buf), CONSOLE_POLL_MS);
+        if (n > 0) {
+            ts_console_feed(&s_console, buf, (size_t)n);
+        } else if (n < 0) {
+            vTaskDelay(pdMS_TO_TICKS(100)); /* a driver error: do not spin */
+        }
     }
 }
 
 void app_main(void)
 {
-    ESP_ERROR_CHECK(scribe_io_init());
+    ESP_ERROR_CHECK(ts_console_io_init());
     s_lock = xSemaphoreCreateMutex();
     s_queue = xQueueCreate(CONFIG_TINYSPLIT_SCRIBE_QUEUE_LEN, sizeof(scribe_edge_t));
     if (s_lock == NULL || s_queue == NULL) {
@@ -290,7 +286,7 @@ void app_main(void)
     }
     ESP_ERROR_CHECK(scribe_capture_init(s_gpio, LINES, SYNC_GPIO, USE_MCPWM, s_queue));
     ts_console_init(&s_console, s_commands, sizeof(s_commands) / sizeof(s_commands[0]),
-                    scribe_io_write, NULL);
+                    ts_console_io_write, NULL);
 
     /* Power is optional: a bus that fails to come up is logged, the scribe still runs. */
     esp_err_t err = scribe_power_start();

@@ -24,6 +24,8 @@
 #define UP_FRAMES 50
 #define QUEUE_SLOTS 512
 
+int ts_test_wifi_port; /* CONFIG_TINYSPLIT_WIFI_PORT (stub/sdkconfig.h), set in main() */
+
 uint32_t ts_wifi_stage_ip(uint8_t stage)
 {
     return htonl(stage == 1 ? 0x7F000001u : 0x7F000000u | (10u + stage));
@@ -260,6 +262,7 @@ static void test_paper_frames_both_ways_and_reconnect(void)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* Linux signals a send on a closed socket; lwIP has no signals */
+    ts_test_wifi_port = 20000 + (int)(getpid() % 20000);
     TS_RUN(test_reliable_frames_both_ways_and_reconnect);
     TS_RUN(test_paper_frames_both_ways_and_reconnect);
     return TS_RESULT();

@@ -2,8 +2,9 @@
  * TCP links of the Wi-Fi transport. One task per link establishes it (UP: accept the previous
  * stage on CONFIG_TINYSPLIT_WIFI_PORT; DOWN: connect to the next stage, retrying until it
  * listens), then reassembles frames from the byte stream (wifi_stream.h) and hands each to
- * ts_app_receive(). When the stream breaks the task closes the socket and establishes the link
- * again; the stage's ARQ (reliable mode) repairs what was lost meanwhile.
+ * ts_app_receive_wait(). When the stream breaks the task closes the socket and establishes the
+ * link again; meanwhile send() refuses frames, which fails the tensor being sent (nothing repairs
+ * a stream), and the pipeline goes on with the next tensor over the new connection.
  */
 #include <errno.h>
 #include <stdio.h>

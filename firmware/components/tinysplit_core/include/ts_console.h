@@ -25,12 +25,15 @@ extern "C" {
 
 typedef struct ts_console ts_console_t;
 
-/** A command handler: argv[0] is the command name. Must send exactly one reply (ok or err). */
+/** A command handler: argv[0] is the command name, followed by min_args..max_args arguments
+ *  (the dispatcher answers any other count). Must send exactly one reply (ok or err). */
 typedef void (*ts_console_handler_t)(ts_console_t *con, void *ctx, int argc, char **argv);
 
 typedef struct {
     const char *name;
     const char *usage; /* "name <arg> ..." for `help` and usage errors */
+    uint8_t min_args;  /* words after the name, at least */
+    uint8_t max_args;  /* and at most (up to TS_CONSOLE_MAX_ARGS - 1) */
     ts_console_handler_t handler;
 } ts_console_command_t;
 
@@ -46,6 +49,7 @@ struct ts_console {
     char line[TS_CONSOLE_LINE_MAX + 1];
     size_t line_len;
     uint8_t overflow;       /* the current line exceeded TS_CONSOLE_LINE_MAX: reject it */
+    const ts_console_command_t *current; /* the command whose handler runs, else NULL */
     uint8_t replied;        /* the running handler has replied */
     uint32_t lines;         /* command lines received */
     uint32_t errors;        /* err replies sent */
@@ -66,9 +70,17 @@ void ts_console_ok(ts_console_t *con, const char *fmt, ...) __attribute__((forma
 void ts_console_err(ts_console_t *con, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/** Reply `TS1 err usage <usage of the running command>`: for an argument the handler cannot
+ *  parse (the dispatcher already answers a wrong argument count). */
+void ts_console_usage(ts_console_t *con);
+
 /** Emit `TS1 evt <name> <formatted>` (any time, also outside handlers). */
 void ts_console_event(ts_console_t *con, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/** Parse a whole word as a decimal number in 0..max (digits only, no sign): 1, or 0 when the
+ *  word is empty, has another character or exceeds `max`. */
+int ts_console_parse_u32(const char *word, uint32_t max, uint32_t *out);
 
 /** Base64 (RFC 4648, with padding). Return the output length or TS_ERR_NOSPACE / TS_ERR_ARG. */
 int ts_base64_encode(const uint8_t *in, size_t len, char *out, size_t out_cap);

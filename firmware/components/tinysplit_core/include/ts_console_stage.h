@@ -136,6 +136,10 @@ void ts_console_stage_feed(ts_console_stage_t *cs, const char *bytes, size_t len
 void ts_console_stage_on_frame(ts_console_stage_t *cs, ts_link_t from, const uint8_t *frame,
                                size_t len, int64_t now_us);
 
+/** Whether a frame from `from` may be fed now (ts_stage_accepts while running, else 1: a frame
+ *  fed while stopped is dropped anyway). A stream transport keeps the frames it may not feed. */
+int ts_console_stage_accepts(const ts_console_stage_t *cs, ts_link_t from);
+
 /** Do due stage work (ts_stage_poll while running) and emit `evt error` / `evt rtt` for what
  *  changed. Call after every fed line or frame and at ts_console_stage_next_deadline_us. */
 void ts_console_stage_poll(ts_console_stage_t *cs, int64_t now_us);

@@ -83,7 +83,8 @@ typedef struct {
     uint32_t rx_crc_errors;     /* frames dropped for a bad CRC-16 */
     uint32_t rx_malformed;      /* other undecodable frames */
     uint32_t rx_duplicates;     /* DATA chunks received twice */
-    uint32_t rx_dropped_tensors;/* paper mode: tensors abandoned after a gap */
+    uint32_t rx_dropped_tensors;/* tensors dropped on receipt: paper gap or no room, reliable
+                                   CTRL ABORT or replaced by a newer tensor */
     uint32_t tensor_crc_errors; /* reliable: tensors whose CRC-32 failed (NACKed, resent) */
     uint32_t requantized;       /* input tensors requantized to input_exponent */
     uint32_t rtt_us[2];         /* last PING round trip per link, 0 if none */
@@ -124,6 +125,16 @@ int ts_stage_inject(ts_stage_t *s, uint16_t inference, const int16_t *values, si
 /** Feed one frame received on `from`. Undecodable frames are counted and dropped. */
 void ts_stage_on_frame(ts_stage_t *s, ts_link_t from, const uint8_t *frame, size_t len,
                        int64_t now_us);
+
+/**
+ * Whether a frame from `from` may be fed now. Always 1, except on a stream (cfg.stream) for the
+ * UP link while the input buffer holds a tensor not consumed yet: the receiver would answer the
+ * next tensor with NACK BUSY, which a stream sender, done once its transport took the last frame,
+ * never heeds, so the tensor would be lost. The caller keeps such frames, in arrival order, and
+ * feeds them once this returns 1 again (after ts_stage_poll ran the inference); on the boards
+ * the TCP reader meanwhile stops reading and TCP flow control holds the sender back.
+ */
+int ts_stage_accepts(const ts_stage_t *s, ts_link_t from);
 
 /** Do due work: run a waiting inference, send the frames the window allows, handle timeouts. */
 void ts_stage_poll(ts_stage_t *s, int64_t now_us);

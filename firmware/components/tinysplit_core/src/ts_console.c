@@ -128,6 +128,12 @@ void ts_console_err(ts_console_t *con, const char *code, const char *fmt, ...)
     va_end(ap);
 }
 
+void ts_console_usage(ts_console_t *con)
+{
+    const ts_console_command_t *cmd = con->current;
+    ts_console_err(con, "usage", "%s", cmd != NULL && cmd->usage != NULL ? cmd->usage : "");
+}
+
 void ts_console_event(ts_console_t *con, const char *name, const char *fmt, ...)
 {
     char head[64];
@@ -229,8 +235,13 @@ static void dispatch(ts_console_t *con, char *line, size_t len)
 
     const ts_console_command_t *cmd = find_command(con, argv[0]);
     con->replied = REPLY_PENDING;
+    con->current = cmd;
     if (cmd != NULL) {
-        cmd->handler(con, con->ctx, argc, argv);
+        if (argc - 1 < cmd->min_args || argc - 1 > cmd->max_args) {
+            ts_console_usage(con);
+        } else {
+            cmd->handler(con, con->ctx, argc, argv);
+        }
     } else if (strcmp(argv[0], "help") == 0) {
         builtin_help(con, argc, argv);
     } else {
@@ -240,6 +251,7 @@ static void dispatch(ts_console_t *con, char *line, size_t len)
         ts_console_err(con, "io", "%s sent no reply", argv[0]);
     }
     con->replied = REPLY_IDLE;
+    con->current = NULL;
 }
 
 static void end_line(ts_console_t *con)
@@ -271,6 +283,25 @@ void ts_console_feed(ts_console_t *con, const char *bytes, size_t len)
             con->overflow = 1;
         }
     }
+}
+
+int ts_console_parse_u32(const char *word, uint32_t max, uint32_t *out)
+{
+    if (*word == '\0') {
+        return 0;
+    }
+    uint64_t v = 0;
+    for (; *word != '\0'; word++) {
+        if (*word < '0' || *word > '9') {
+            return 0;
+        }
+        v = v * 10u + (uint64_t)(*word - '0');
+        if (v > max) {
+            return 0;
+        }
+    }
+    *out = (uint32_t)v;
+    return 1;
 }
 
 /* ---- base64 (RFC 4648 section 4, padded) ---- */

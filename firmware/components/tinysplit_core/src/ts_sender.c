@@ -393,12 +393,18 @@ int ts_sender_poll(ts_sender_t *t, int64_t now_us)
     if (t->busy || t->next == 0 || now_us < t->progress_us + (int64_t)t->cfg.ack_timeout_us) {
         return 0;
     }
+    uint32_t unacked = sent_mask(t) & ~t->acked;
+    if (unacked == 0 && t->next < t->frames) {
+        /* Nothing waits for an answer and the window is open: the caller has not sent the next
+         * chunk yet (pick_chunk restarts the clock when it does). Not a timeout. */
+        return 0;
+    }
     t->timeouts_in_row++;
     if (t->cfg.max_timeouts != 0 && t->timeouts_in_row >= t->cfg.max_timeouts) {
         fail(t, TS_SEND_FAIL_TIMEOUT);
         return 1;
     }
-    t->resend = sent_mask(t) & ~t->acked;
+    t->resend = unacked;
     if (t->resend == 0) {
         /* Everything reported but no completion ACK: probe with the last chunk. */
         t->resend = bit(t->frames - 1u - t->base);

@@ -358,6 +358,12 @@ void ts_stage_on_frame(ts_stage_t *s, ts_link_t from, const uint8_t *frame, size
     }
 }
 
+int ts_stage_accepts(const ts_stage_t *s, ts_link_t from)
+{
+    return !(s->cfg.stream && from == TS_LINK_UP &&
+             ts_receiver_state(&s->rx) == TS_RECEIVER_COMPLETE);
+}
+
 void ts_stage_poll(ts_stage_t *s, int64_t now_us)
 {
     if (s == NULL) {

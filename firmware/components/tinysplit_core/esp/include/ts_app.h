@@ -54,8 +54,11 @@ esp_err_t ts_app_receive(ts_link_t from, const uint8_t *frame, size_t len);
 
 /** As ts_app_receive, but wait up to `timeout_ms` (UINT32_MAX: forever) for a free slot. For
  *  stream transports (TCP): their reader blocks instead of dropping, so TCP flow control holds
- *  the sender back, since nothing would repair a chunk dropped from a stream. Not from callbacks
- *  of the radio stacks. ESP_ERR_NO_MEM when the wait expires (the frame is dropped and counted). */
+ *  the sender back, since nothing would repair a chunk dropped from a stream. The stage task
+ *  also keeps UP frames (and their slots) while the stage's input buffer is full
+ *  (ts_stage_accepts), so a reader waits here until the stage can take its frames. Not from
+ *  callbacks of the radio stacks. ESP_ERR_NO_MEM when the wait expires (the frame is dropped and
+ *  counted). */
 esp_err_t ts_app_receive_wait(ts_link_t from, const uint8_t *frame, size_t len,
                               uint32_t timeout_ms);
 

@@ -1,7 +1,8 @@
 /*
  * Byte I/O of the USB-serial console on the boards: the channel chosen in Kconfig
  * (TINYSPLIT_CONSOLE_USB_SERIAL_JTAG or TINYSPLIT_CONSOLE_UART0). Used by the pipeline boards
- * (ts_app.c) and by the scribe, which share the console line protocol (ts_console.h).
+ * (ts_app.c) and by the scribe (firmware/scribe), which share the console line protocol
+ * (ts_console.h).
  */
 #pragma once
 
@@ -23,11 +24,15 @@ esp_err_t ts_console_io_init(void);
  *  1), 0 on timeout, or -1 on a driver error. Returns as soon as some bytes are there. */
 int ts_console_io_read(char *buf, size_t cap, uint32_t timeout_ms);
 
-/** Write whole protocol lines (a ts_console_write_t; `ctx` is unused). One call is never
- *  interleaved with log output. Blocks while the output buffer is full; on USB-Serial-JTAG with
- *  no host reading, the line is dropped after about 100 ms (50 ms per byte through the log
- *  console's driver-mode VFS) instead of blocking the caller for good. */
+/** Write whole protocol lines (a ts_console_write_t; `ctx` is unused). Safe from several tasks:
+ *  one call is never interleaved with another or with log output, and a line goes out whole or
+ *  not at all. Blocks while the output buffer (TINYSPLIT_CONSOLE_TX_BUFFER_BYTES) is full; on
+ *  USB-Serial-JTAG with no host reading, the line is dropped and counted after about 100 ms
+ *  instead of blocking the caller for good. */
 void ts_console_io_write(void *ctx, const char *text, size_t len);
+
+/** Lines the channel did not take (dropped), since boot. */
+uint32_t ts_console_io_drops(void);
 
 /** Wait (at most `timeout_ms` milliseconds) until queued output has left, e.g. before a
  *  reboot. */

@@ -4,7 +4,8 @@
  * Tasks:
  *   stage   the only task that touches ts_stage and the console command set. It waits on one
  *           queue for received frames, console input and "links up", with a timeout up to the
- *           stage's next deadline, then polls the stage.
+ *           stage's next deadline, then polls the stage. On a stream transport it holds back UP
+ *           frames while the stage's input buffer is full (on_frame).
  *   console reads bytes from the console channel, posts them to the stage task and waits until
  *           they were executed (one chunk in flight, no copy).
  *   link    runs transport->start (it may block until the peers appear), then posts "links up"
@@ -28,16 +29,14 @@
 #include "freertos/queue.h"
 #include "freertos/semphr.h"
 #include "freertos/task.h"
-#include "nvs.h"
-#include "nvs_flash.h"
 #include "sdkconfig.h"
 #include "ts_app.h"
+#include "ts_app_settings.h"
 #include "ts_console_io.h"
 #include "ts_console_stage.h"
 #include "ts_model.h"
 #include "ts_scribe_mark.h"
 
-#define TS_APP_NVS_NAMESPACE "tinysplit"
 #define TS_APP_RX_SLOTS CONFIG_TINYSPLIT_RX_QUEUE_LEN
 #define TS_APP_CONSOLE_CHUNK 128          /* console bytes per hand-over to the stage task */
 #define TS_APP_CONSOLE_POLL_MS 1000
@@ -77,6 +76,12 @@ static struct {
     uint32_t rx_queue_drops_reported;
     char firmware[32];
     char console_chunk[TS_APP_CONSOLE_CHUNK];
+    /* Stream transports: UP frames the stage may not take yet (ts_console_stage_accepts), in
+     * arrival order. Each keeps its pool slot, so once every slot is held the TCP reader blocks in
+     * ts_app_receive_wait and TCP flow control holds the previous stage back. */
+    ts_app_msg_t held[TS_APP_RX_SLOTS];
+    size_t held_first;
+    size_t held_count;
     int16_t *in_buf;
     int16_t *out_buf;
     int16_t *inject_buf;
@@ -101,101 +106,7 @@ static void fatal(const char *what, esp_err_t err)
     esp_restart();
 }
 
-/* ---- configuration: Kconfig, overridden by NVS ---- */
-
-static void config_from_settings(ts_app_config_t *c, const ts_console_stage_settings_t *s)
-{
-    c->stage = s->stage;
-    c->stages = s->stages;
-    c->mode = s->mode;
-    c->window = s->window;
-    c->ack_timeout_ms = s->ack_timeout_ms;
-    c->max_timeouts = s->max_timeouts;
-}
-
-static void settings_from_config(ts_console_stage_settings_t *s, const ts_app_config_t *c)
-{
-    s->stage = c->stage;
-    s->stages = c->stages;
-    s->mode = c->mode;
-    s->window = c->window;
-    s->ack_timeout_ms = c->ack_timeout_ms;
-    s->max_timeouts = c->max_timeouts;
-}
-
-static void config_load(ts_app_config_t *cfg)
-{
-    ts_console_stage_settings_t s = {
-        .stage = CONFIG_TINYSPLIT_STAGE_INDEX,
-        .stages = CONFIG_TINYSPLIT_STAGE_COUNT,
-#if defined(CONFIG_TINYSPLIT_MODE_PAPER)
-        .mode = TS_MODE_PAPER,
-#else
-        .mode = TS_MODE_RELIABLE,
-#endif
-        .window = CONFIG_TINYSPLIT_WINDOW,
-        .ack_timeout_ms = CONFIG_TINYSPLIT_ACK_TIMEOUT_MS,
-        .max_timeouts = CONFIG_TINYSPLIT_MAX_TIMEOUTS,
-    };
-    if (s.stage > s.stages) {
-        /* Kconfig ranges cannot relate two symbols; keep the board usable over the console. */
-        ESP_LOGE(TAG, "TINYSPLIT_STAGE_INDEX %u > TINYSPLIT_STAGE_COUNT %u: using stages=%u",
-                 (unsigned)s.stage, (unsigned)s.stages, (unsigned)s.stage);
-        s.stages = s.stage;
-    }
-    nvs_handle_t h;
-    esp_err_t err = nvs_open(TS_APP_NVS_NAMESPACE, NVS_READONLY, &h);
-    if (err == ESP_OK) {
-        ts_console_stage_settings_t merged = s;
-        for (size_t i = 0; i < TS_CONSOLE_STAGE_SETTING_COUNT; i++) {
-            const char *key = ts_console_stage_setting_keys[i];
-            uint32_t v = 0;
-            if (nvs_get_u32(h, key, &v) == ESP_OK &&
-                ts_console_stage_settings_put(&merged, key, v) != TS_OK) {
-                ESP_LOGW(TAG, "NVS %s=%" PRIu32 " out of range: ignored", key, v);
-            }
-        }
-        nvs_close(h);
-        if (ts_console_stage_settings_check(&merged) == TS_OK) {
-            s = merged;
-        } else {
-            ESP_LOGW(TAG, "NVS settings inconsistent (stage %u of %u): using Kconfig",
-                     (unsigned)merged.stage, (unsigned)merged.stages);
-        }
-    } else if (err != ESP_ERR_NVS_NOT_FOUND) {
-        ESP_LOGW(TAG, "NVS namespace \"%s\": %s; using Kconfig", TS_APP_NVS_NAMESPACE,
-                 esp_err_to_name(err));
-    }
-    config_from_settings(cfg, &s);
-    cfg->scribe_gpio = CONFIG_TINYSPLIT_SCRIBE_GPIO;
-}
-
 /* ---- the platform of the console command set ---- */
-
-static int platform_store(void *ctx, const ts_console_stage_settings_t *s)
-{
-    (void)ctx;
-    nvs_handle_t h;
-    esp_err_t err = nvs_open(TS_APP_NVS_NAMESPACE, NVS_READWRITE, &h);
-    if (err != ESP_OK) {
-        ESP_LOGE(TAG, "NVS open: %s", esp_err_to_name(err));
-        return TS_ERR_STATE;
-    }
-    for (size_t i = 0; i < TS_CONSOLE_STAGE_SETTING_COUNT && err == ESP_OK; i++) {
-        uint32_t v = 0;
-        ts_console_stage_settings_get(s, ts_console_stage_setting_keys[i], &v);
-        err = nvs_set_u32(h, ts_console_stage_setting_keys[i], v);
-    }
-    if (err == ESP_OK) {
-        err = nvs_commit(h);
-    }
-    nvs_close(h);
-    if (err != ESP_OK) {
-        ESP_LOGE(TAG, "NVS write: %s", esp_err_to_name(err));
-        return TS_ERR_STATE;
-    }
-    return TS_OK;
-}
 
 static void platform_reboot(void *ctx)
 {
@@ -239,7 +150,7 @@ static size_t platform_extra_stats(void *ctx, char *buf, size_t cap)
 }
 
 static const ts_console_stage_platform_t s_platform = {
-    .store = platform_store,
+    .store = ts_app_settings_store,
     .reboot = platform_reboot,
     .rssi = platform_rssi,
     .now_us = platform_now_us,
@@ -388,13 +299,43 @@ static void links_up(void)
              (unsigned)c->stages, s_app.transport->name, (unsigned)sc.frame_bytes);
 }
 
+static void feed_frame(const ts_app_msg_t *m)
+{
+    ts_console_stage_on_frame(&s_app.board, (ts_link_t)m->link, s_rx_pool[m->slot], m->len,
+                              esp_timer_get_time());
+    xQueueSend(s_app.free_slots, &m->slot, 0);
+}
+
+/* Feed the held UP frames the stage takes now, oldest first. */
+static void feed_held(void)
+{
+    while (s_app.held_count > 0 && ts_console_stage_accepts(&s_app.board, TS_LINK_UP)) {
+        feed_frame(&s_app.held[s_app.held_first]);
+        s_app.held_first = (s_app.held_first + 1) % TS_APP_RX_SLOTS;
+        s_app.held_count--;
+    }
+}
+
+/* A frame from a stream transport's UP link waits while the stage's input buffer is full (see
+ * ts_stage_accepts): answering it NACK BUSY would lose it, nothing repairs a stream. Frames of
+ * other transports are always fed: their protocol repairs (reliable) or reports (paper) it. */
+static void on_frame(const ts_app_msg_t *m)
+{
+    if (s_app.transport->stream && m->link == TS_LINK_UP &&
+        (s_app.held_count > 0 || !ts_console_stage_accepts(&s_app.board, TS_LINK_UP))) {
+        /* Cannot overflow: a held frame keeps its slot and there are TS_APP_RX_SLOTS slots. */
+        s_app.held[(s_app.held_first + s_app.held_count) % TS_APP_RX_SLOTS] = *m;
+        s_app.held_count++;
+        return;
+    }
+    feed_frame(m);
+}
+
 static void handle_msg(const ts_app_msg_t *m)
 {
     switch (m->kind) {
     case TS_APP_MSG_FRAME:
-        ts_console_stage_on_frame(&s_app.board, (ts_link_t)m->link, s_rx_pool[m->slot], m->len,
-                                  esp_timer_get_time());
-        xQueueSend(s_app.free_slots, &m->slot, 0);
+        on_frame(m);
         break;
     case TS_APP_MSG_CONSOLE:
         ts_console_stage_feed(&s_app.board, s_app.console_chunk, m->len);
@@ -434,6 +375,11 @@ static void stage_task(void *arg)
             handle_msg(&msg);
         }
         ts_console_stage_poll(&s_app.board, esp_timer_get_time());
+        if (s_app.held_count > 0) {
+            /* The poll may have freed the input buffer; what it then receives is polled on the
+             * next turn (the stage's deadline is due at once). */
+            feed_held();
+        }
         uint32_t drops = rx_queue_drops();
         if (drops != s_app.rx_queue_drops_reported) {
             s_app.rx_queue_drops_reported = drops;
@@ -510,18 +456,11 @@ void ts_app_run(ts_transport_t *transport)
 {
     s_app.transport = transport;
 
-    esp_err_t err = nvs_flash_init();
-    if (err == ESP_ERR_NVS_NO_FREE_PAGES || err == ESP_ERR_NVS_NEW_VERSION_FOUND) {
-        ESP_LOGW(TAG, "erasing the NVS partition (%s)", esp_err_to_name(err));
-        err = nvs_flash_erase();
-        if (err == ESP_OK) {
-            err = nvs_flash_init();
-        }
-    }
+    ts_console_stage_settings_t settings;
+    esp_err_t err = ts_app_settings_load(&settings, &s_app.cfg);
     if (err != ESP_OK) {
         fatal("NVS", err);
     }
-    config_load(&s_app.cfg);
     const ts_app_config_t *c = &s_app.cfg;
     ESP_LOGI(TAG, "stage %u of %u, %s mode, window %u, ack timeout %" PRIu32 " ms, %u timeouts",
              (unsigned)c->stage, (unsigned)c->stages,
@@ -552,16 +491,16 @@ void ts_app_run(ts_transport_t *transport)
     }
 
     firmware_version(s_app.firmware, sizeof(s_app.firmware));
-    ts_console_stage_config_t bc = {
+    const ts_console_stage_config_t bc = {
         .firmware = s_app.firmware,
         .transport = transport->name,
+        .settings = settings,
         .input_values = m->input_values,
         .input_exponent = m->input_exponent,
         .output_values = m->output_values,
         .inject_buf = s_app.inject_buf,
         .output_buf = s_app.output_copy,
     };
-    settings_from_config(&bc.settings, c);
     if (ts_console_stage_init(&s_app.board, &bc, &s_platform, NULL, ts_console_io_write, NULL) !=
         TS_OK) {
         fatal("console command set", ESP_ERR_INVALID_ARG);

@@ -1,10 +1,14 @@
 /*
- * Console byte I/O over USB-Serial-JTAG or UART0 (ESP-IDF v5.3-v5.5).
+ * Console byte I/O over USB-Serial-JTAG or UART0 (ESP-IDF v5.3-v5.5), for the pipeline boards
+ * and the scribe.
  *
- * Reads go straight to the driver. Writes go through stdout when the channel is also the ESP-IDF
- * log console (CONFIG_ESP_CONSOLE_*): one fwrite of a whole line under the stdout lock cannot
- * interleave with ESP_LOG output, which takes the same lock. On any other channel the driver is
- * written directly.
+ * Reads and writes go straight to the driver, a whole line per write, so a line is either sent
+ * whole or dropped and counted (the log console's driver-mode VFS would drop single characters of
+ * a line the host does not take). Writes are serialised by a mutex: the scribe writes from several
+ * tasks, and before v5.4 two concurrent usb_serial_jtag_write_bytes calls can interleave (one may
+ * fill the FIFO directly while the other queues). When the channel is also the ESP-IDF log
+ * console (CONFIG_ESP_CONSOLE_*), a line is written after flushing stdout and under its lock,
+ * which ESP_LOG output takes too, so log text never lands inside a protocol line.
  */
 #include <stdio.h>
 
@@ -12,6 +16,7 @@
 #include "esp_idf_version.h"
 #include "esp_log.h"
 #include "freertos/FreeRTOS.h"
+#include "freertos/semphr.h"
 #include "freertos/task.h"
 #include "sdkconfig.h"
 #include "ts_console_io.h"
@@ -41,18 +46,23 @@
 #endif
 #endif
 
-/* Driver ring buffers. TX must hold a whole protocol line (TS_CONSOLE_LINE_MAX + "\r\n"): the
- * USB-Serial-JTAG driver hands a write to xRingbufferSend as one item, which fails outright when
- * the item is larger than the buffer (components/esp_driver_usb_serial_jtag/src/usb_serial_jtag.c,
- * usb_serial_jtag_write_bytes). */
+/* Driver ring buffers. TX must hold a whole protocol line (TS_CONSOLE_LINE_MAX + "\r\n"), which
+ * the Kconfig range guarantees: the USB-Serial-JTAG driver hands a write to xRingbufferSend as one
+ * item, which fails outright when the item is larger than the buffer
+ * (components/esp_driver_usb_serial_jtag/src/usb_serial_jtag.c, usb_serial_jtag_write_bytes). */
 #define TS_IO_RX_BUFFER_BYTES 2048
-#define TS_IO_TX_BUFFER_BYTES 2048
+#define TS_IO_TX_BUFFER_BYTES CONFIG_TINYSPLIT_CONSOLE_TX_BUFFER_BYTES
 #define TS_IO_WRITE_TIMEOUT_MS 100
 
 static const char *TAG = "ts_console_io";
 
+static SemaphoreHandle_t s_write_lock; /* one line at a time on the driver */
+static volatile uint32_t s_drops;      /* lines the channel did not take (under the lock) */
+
 esp_err_t ts_console_io_init(void)
 {
+    s_write_lock = xSemaphoreCreateMutex();
+    ESP_RETURN_ON_FALSE(s_write_lock != NULL, ESP_ERR_NO_MEM, TAG, "write lock");
     /* Drain what the ROM-mode console path buffered before the driver takes over. */
     fflush(stdout);
 #if defined(CONFIG_TINYSPLIT_CONSOLE_USB_SERIAL_JTAG)
@@ -126,20 +136,31 @@ void ts_console_io_write(void *ctx, const char *text, size_t len)
     if (len == 0) {
         return;
     }
+    xSemaphoreTake(s_write_lock, portMAX_DELAY);
     if (TS_IO_SHARED) {
         flockfile(stdout);
-        fwrite(text, 1, len, stdout);
-        fflush(stdout);
-        funlockfile(stdout);
-        return;
+        fflush(stdout); /* log bytes written before this line go first */
     }
 #if defined(CONFIG_TINYSPLIT_CONSOLE_USB_SERIAL_JTAG)
-    /* Bounded: with no host reading the port the line is dropped instead of blocking the stage
-     * task forever (the driver-mode VFS does the same for log output). */
-    usb_serial_jtag_write_bytes(text, len, pdMS_TO_TICKS(TS_IO_WRITE_TIMEOUT_MS));
+    /* Bounded: with no host reading the port the line is dropped instead of blocking the writer
+     * forever. One ring-buffer item: all of the line or nothing. */
+    int n = usb_serial_jtag_write_bytes(text, len, pdMS_TO_TICKS(TS_IO_WRITE_TIMEOUT_MS));
 #else
-    uart_write_bytes(TS_IO_UART, text, len);
+    /* Blocks until the line is in the TX ring buffer, which the UART drains at its baud rate. */
+    int n = uart_write_bytes(TS_IO_UART, text, len);
 #endif
+    if (TS_IO_SHARED) {
+        funlockfile(stdout);
+    }
+    if (n != (int)len) {
+        s_drops++;
+    }
+    xSemaphoreGive(s_write_lock);
+}
+
+uint32_t ts_console_io_drops(void)
+{
+    return s_drops;
 }
 
 void ts_console_io_flush(uint32_t timeout_ms)

@@ -4,6 +4,7 @@
 #include "driver/gpio.h"
 #include "esp_check.h"
 #include "esp_rom_sys.h"
+#include "esp_timer.h"
 #include "freertos/FreeRTOS.h"
 #include "ts_mark.h"
 #include "ts_scribe_mark.h"
@@ -17,6 +18,7 @@ static const char *TAG = "ts_scribe_mark";
 
 static int s_gpio = -1;
 static uint32_t s_unit_us;
+static int64_t s_low_since_us; /* esp_timer time of the last falling edge */
 static portMUX_TYPE s_lock = portMUX_INITIALIZER_UNLOCKED;
 
 esp_err_t ts_scribe_mark_init(int gpio, uint32_t unit_us)
@@ -54,6 +56,13 @@ void ts_scribe_mark(ts_mark_t mark)
         return;
     }
     gpio_num_t pin = (gpio_num_t)s_gpio;
+    /* At least one unit low between two pulses: marks can follow each other at once (the RX
+     * marks of an injected input), and the scribe's capture interrupt must see the falling edge
+     * before the next rising one. */
+    int64_t low_us = esp_timer_get_time() - s_low_since_us;
+    if (low_us < (int64_t)s_unit_us) {
+        esp_rom_delay_us(s_unit_us - (uint32_t)low_us);
+    }
     if (width_us <= TS_SCRIBE_CRITICAL_MAX_US) {
         portENTER_CRITICAL(&s_lock);
         gpio_set_level(pin, 1);
@@ -65,4 +74,5 @@ void ts_scribe_mark(ts_mark_t mark)
         esp_rom_delay_us(width_us);
         gpio_set_level(pin, 0);
     }
+    s_low_since_us = esp_timer_get_time();
 }
