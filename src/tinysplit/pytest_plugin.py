@@ -5,8 +5,10 @@ checkout. Options become fixtures with the precedence indirect parametrization -
 default; session state lives in ``config.stash``. Each case runs identical pipelines over every
 selected transport (the ``transport`` fixture is parametrized), reports device metrics to
 pytest-benchmark, and records its runs in one archive per session under ``--results-dir``
-(``docs/results-format.md``). On the simulated testbed the benchmark timer is the simulated
-clock, so pytest-benchmark's statistics are device seconds.
+(``docs/results-format.md``). The benchmark timer is the testbed's device clock (simulated time,
+or the scribe's clock on boards), so pytest-benchmark's statistics are device seconds. With
+``--testbed hw --inventory boards.toml`` the same cases run on boards; what boards cannot be told
+(link RSSIs, positions, link profiles) skips a case with the reason.
 """
 
 from __future__ import annotations
@@ -78,6 +80,17 @@ class BenchOptions:
         testbed = str(opt("tinysplit_testbed"))
         if opt("tinysplit_inventory") and testbed != "hw":
             raise pytest.UsageError("--inventory only applies to --testbed hw")
+        if testbed == "hw":
+            if not opt("tinysplit_inventory"):
+                raise pytest.UsageError(
+                    "--testbed hw needs --inventory boards.toml describing the boards"
+                )
+            for flag in ("profile", "positions"):
+                if opt(f"tinysplit_{flag}"):
+                    raise pytest.UsageError(
+                        f"--{flag} configures the simulator; boards run their firmware's links "
+                        "where they stand (--testbed hw)"
+                    )
         if transport == "all" and opt("tinysplit_profile"):
             raise pytest.UsageError(
                 "--profile names one transport's link profile: pick a --transport"
@@ -132,6 +145,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--positions", dest="tinysplit_positions", default=None,
         help="board layout name or file (default: the paper's link RSSIs for 5 boards, "
         "boards 0.5 m apart otherwise)")  # fmt: skip
+    add("--calibration", dest="tinysplit_calibration", default=None, metavar="FILE",
+        help="user calibration file from 'tinysplit calibrate' for the simulator "
+        "(default: $TINYSPLIT_CALIBRATION, else the packaged data)")  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -144,14 +160,40 @@ class _Session:
     rows: dict[str, dict[str, float]] = field(default_factory=dict)
     runs: dict[str, int] = field(default_factory=dict)
     archive: Path | None = None
+    session: pytest.Session | None = None
 
 
 _STATE = pytest.StashKey[_Session]()
+_CALIBRATION = pytest.StashKey[contextlib.ExitStack]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Check the options before any work starts and keep the session state."""
     config.stash[_STATE] = _Session(BenchOptions.from_config(config))
+    calibration = config.getoption("tinysplit_calibration")
+    if calibration:  # loaded only when asked: the calibration module pulls in numpy
+        from tinysplit.links.calibration import calibration_override
+
+        stack = contextlib.ExitStack()
+        try:
+            stack.enter_context(calibration_override(calibration))
+        except TinysplitError as exc:
+            raise pytest.UsageError(f"--calibration: {exc}") from None
+        config.stash[_CALIBRATION] = stack
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Put the calibration environment back as it was before the session."""
+    stack = config.stash.get(_CALIBRATION, None)
+    if stack is not None:
+        stack.close()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Keep the session, so a board failure can stop it (see :meth:`Bench.run`)."""
+    state = session.config.stash.get(_STATE, None)
+    if state is not None:
+        state.session = session
 
 
 def _session(config: pytest.Config) -> _Session:
@@ -184,10 +226,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     from tinysplit.testbed import make_testbed
 
     state = _session(config)
+    options = state.options
     try:
-        state.testbed = make_testbed(state.options.testbed)
+        state.testbed = make_testbed(options.testbed, inventory=options.inventory)
     except TinysplitError as exc:
         raise pytest.UsageError(str(exc)) from None
+    boards = getattr(state.testbed, "inventory", None)  # the hardware testbed's boards
+    if boards is not None and options.transports != (boards.transport,):
+        raise pytest.UsageError(
+            f"--testbed hw: the boards of {options.inventory} run the {boards.transport} "
+            f"firmware: pick --transport {boards.transport}"
+        )
     _check_writable(state.options.results_dir)
     bench = Bench(config)
     for transport in state.options.transports:  # a plan or layout that cannot work stops here
@@ -263,7 +312,9 @@ class Bench:
 
         boards = len(plan.stages)
         positions = self.options.positions or ("paper" if boards == 5 else "desk")
-        layout = load_layout(positions, boards)
+        # Boards stand where they are placed: no layout is imposed on them.
+        hw = self.options.testbed == "hw"
+        layout = load_layout(positions, boards) if not hw else None
         base = PipelineConfig(
             transport=transport,
             link_profile=self.options.profile,
@@ -271,19 +322,46 @@ class Bench:
             window=self.options.window,
             inferences=self.options.inferences,
             seed=self.options.seed,
-            rssi_dbm=layout.rssi_dbm,
-            positions_m=layout.positions_m,
+            rssi_dbm=layout.rssi_dbm if layout else None,
+            positions_m=layout.positions_m if layout else None,
         )
         return replace(base, **overrides)
 
     def run(self, case: str, config: PipelineConfig, plan: Plan, **extra: Any) -> SimResult:
-        """Run one pipeline on the testbed and archive it under ``case``."""
-        result = self.testbed.run(plan, config)
-        writer = self._writer()
-        run = self._state.runs.get(case, 0)
-        writer.add(case, result, run=run, extra=extra)
-        self._state.runs[case] = run + 1
+        """Run one pipeline on the testbed and archive it under ``case``.
+
+        A configuration the testbed cannot run (:meth:`Testbed.unsupported`) skips the case with
+        the reason. A board that fails part way fails the case and stops the session, after the
+        inferences completed before the failure are archived.
+        """
+        result = self._run_on_testbed(plan, config, case, extra)
+        self._record(case, result, extra)
         return result
+
+    def _run_on_testbed(
+        self, plan: Plan, config: PipelineConfig, case: str | None, extra: dict[str, Any]
+    ) -> SimResult:
+        from tinysplit.errors import BoardError
+        from tinysplit.testbed import PartialRunError
+
+        if (reason := self.testbed.unsupported(config)) is not None:
+            pytest.skip(reason)
+        try:
+            return self.testbed.run(plan, config)
+        except TinysplitError as exc:
+            if isinstance(exc, PartialRunError) and case is not None:
+                self._record(case, exc.result, {**extra, "aborted": str(exc)})
+            if isinstance(exc, BoardError) and self._state.session is not None:
+                self._state.session.shouldstop = f"board failure: {exc}"
+            pytest.fail(str(exc), pytrace=False)
+
+    def _record(self, case: str, result: SimResult, extra: dict[str, Any]) -> None:
+        checks = getattr(result, "checks", None)  # the hardware testbed's output checks
+        if checks:
+            extra = {**extra, "checks": checks}
+        run = self._state.runs.get(case, 0)
+        self._writer().add(case, result, run=run, extra=extra)
+        self._state.runs[case] = run + 1
 
     def timed(self, benchmark: Any, rounds: int, one_round: Callable[[int], float]) -> None:
         """Benchmark ``rounds`` rounds; each returns the device seconds it measured.
@@ -338,7 +416,8 @@ class Bench:
         if transport not in self._state.streams:
             plan = self.plan(transport)
             stages = len(plan.stages)
-            pilot = self.testbed.run(plan, self.config(transport, plan, inferences=stages + 3))
+            config = self.config(transport, plan, inferences=stages + 3)
+            pilot = self._run_on_testbed(plan, config, None, {})
             gaps = [b - a for a, b in itertools.pairwise(completion_times(pilot))]
             period = float(statistics.median(gaps[1:] or gaps)) if gaps else pilot.duration_s
             n = max(self.options.inferences, stream_length(max(period, 1e-6), stages))

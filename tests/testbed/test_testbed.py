@@ -26,7 +26,7 @@ def test_sim_testbed_runs_the_simulator_and_keeps_a_device_clock() -> None:
 
 @pytest.mark.parametrize(
     ("kind", "message"),
-    [("hw", "--testbed hw needs boards"), ("qemu", "unknown testbed 'qemu'")],
+    [("hw", "--testbed hw needs --inventory"), ("qemu", "unknown testbed 'qemu'")],
 )
 def test_unavailable_testbeds_are_config_errors(kind: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from tinysplit import __version__
 from tinysplit.cli.common import Handler, cuts, devices, positive_float, positive_int
+from tinysplit.cli.hardware import add_parsers as add_hardware_parsers
 from tinysplit.cli.models import cmd_export, cmd_model_show, cmd_partition
 from tinysplit.cli.report import add_parsers as add_report_parsers
 from tinysplit.cli.testbed import cmd_links_check, cmd_links_show, cmd_simulate
@@ -145,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     sim.add_argument("--interval-s", type=positive_float, default=None, help="input interval")
     sim.add_argument("--dual-core", action="store_true", help="run ESP-DL on both cores")
+    sim.add_argument(
+        "--calibration", type=Path, default=None, metavar="FILE",
+        help="user calibration file from 'tinysplit calibrate' (default: $TINYSPLIT_CALIBRATION, "
+        "else the packaged data)",
+    )  # fmt: skip
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--json", action="store_true", help="print JSON")
     sim.set_defaults(handler=cmd_simulate)
@@ -166,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=cmd_export)
 
     add_report_parsers(commands)
+    add_hardware_parsers(commands)
     return parser
 
 

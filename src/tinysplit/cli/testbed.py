@@ -103,8 +103,18 @@ def cmd_links_check(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace, console: Console) -> int:
-    """Run a plan on the simulated testbed and print the per-stage breakdown."""
-    from tinysplit.links.calibration import sourced_goodput_bps
+    """Run a plan on the simulated testbed and print the per-stage breakdown.
+
+    ``--calibration FILE`` applies a user calibration file (``tinysplit calibrate``) for this run.
+    """
+    from tinysplit.links.calibration import calibration_override
+
+    with calibration_override(getattr(args, "calibration", None)):
+        return _simulate(args, console)
+
+
+def _simulate(args: argparse.Namespace, console: Console) -> int:
+    from tinysplit.links.calibration import active_calibration, sourced_goodput_bps
     from tinysplit.model import load_model
     from tinysplit.partition import Plan, partition
     from tinysplit.sim.layout import load_layout
@@ -152,7 +162,15 @@ def cmd_simulate(args: argparse.Namespace, console: Console) -> int:
     )
     summary = summarize(simulate(plan, config))
     if args.json:
-        emit_json({"plan": plan.to_dict(), "config": _config_dict(config), **summary})
+        calibration = active_calibration()
+        emit_json(
+            {
+                "plan": plan.to_dict(),
+                "config": _config_dict(config),
+                "calibration_file": None if calibration.path is None else str(calibration.path),
+                **summary,
+            }
+        )
         return 0
     grid = Table(
         title=f"{plan.model}: {len(plan.stages)} boards over {args.transport} "
@@ -185,6 +203,8 @@ def cmd_simulate(args: argparse.Namespace, console: Console) -> int:
         f"inference {summary['inference_s']:.2f} s ({_num(summary['network_to_inference'])}x) | "
         f"energy {_num(summary['energy_per_inference_j'])} J/inference"
     )
+    if active_calibration().path is not None:
+        console.print(f"calibration: {active_calibration().path}")
     return 0
 
 

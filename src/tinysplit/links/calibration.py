@@ -4,21 +4,42 @@ Every constant in those files carries a comment naming its source and kind (``[d
 ``[idf]`` default, ``[measured]``, ``[paper]``, ``[derived]``, ``[unverified]``). Top-level tables:
 ``signal``, ``power`` and one per transport (``ble``, ``wifi``, ``espnow``), each transport with a
 ``default_profile`` and named ``profiles``.
+
+A user calibration file (written by ``tinysplit calibrate`` from a hardware run, or by hand) adds
+fitted corrections on top of those data: a compute-time scale and, per transport, a transfer-time
+scale and a fixed overhead per transfer. The simulator applies the active one
+(:func:`active_calibration`), chosen by the ``TINYSPLIT_CALIBRATION`` environment variable, which
+``tinysplit simulate --calibration FILE`` and ``pytest --calibration FILE`` set for their run
+(:func:`calibration_override`); subprocesses inherit it. :func:`calibration_hash` then names that
+file, so archive manifests record what was used. ``docs/hardware.md`` documents the format.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import math
+import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from importlib.resources.abc import Traversable
+from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from tinysplit.errors import ConfigError
+from tinysplit.links.base import TransferResult, Transport
 
 DEFAULT_CHIP = "esp32s3"
+#: Environment variable naming the user calibration file the simulator applies (unset or empty:
+#: none, the packaged data alone).
+CALIBRATION_ENV = "TINYSPLIT_CALIBRATION"
+#: Version of the user calibration file format.
+CALIBRATION_FORMAT = 1
 
 
 def _data_file(chip: str) -> Traversable:
@@ -39,8 +60,30 @@ def load_calibration(chip: str = DEFAULT_CHIP) -> Mapping[str, Any]:
 
 
 def calibration_hash(chip: str = DEFAULT_CHIP) -> str:
-    """sha256 of the chip's calibration data file (recorded in run manifests)."""
+    """sha256 of the calibration data in force (recorded in run manifests).
+
+    The chip's packaged data file, or, while a user calibration file is active
+    (:func:`active_calibration`), that file: it names the packaged data it was fitted against
+    (``links_data_sha256``, checked when it is loaded), so its hash identifies both.
+
+    Raises:
+        ConfigError: the active user calibration file is missing or invalid.
+    """
+    active = active_calibration()
+    if active.path is not None and chip == DEFAULT_CHIP:
+        return active.sha256
+    return data_hash(chip)
+
+
+def data_hash(chip: str = DEFAULT_CHIP) -> str:
+    """sha256 of the chip's packaged calibration data file, ignoring any user calibration."""
     return hashlib.sha256(_data_file(chip).read_bytes()).hexdigest()
+
+
+def compute_data_hash() -> str:
+    """sha256 of the packaged compute-model data (``partition/data/compute-esp32s3.toml``)."""
+    path = resources.files("tinysplit.partition") / "data" / "compute-esp32s3.toml"
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def transport_table(transport: str, chip: str = DEFAULT_CHIP) -> Mapping[str, Any]:
@@ -100,3 +143,224 @@ def sourced_goodput_bps(transport: str, name: str | None = None, chip: str = DEF
 def rician_k_db(chip: str = DEFAULT_CHIP) -> float:
     """The calibrated Rician K factor of packet-to-packet fading, dB (``[signal]``)."""
     return float(section("signal", chip)["rician_k_db"])
+
+
+# ------------------------------------------------------------------------ user calibration files
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LinkFit:
+    """Fitted correction of one transport's transfer times.
+
+    A simulated transfer of model duration ``d`` takes ``max(0, time_scale * d + overhead_s)``.
+    Radio-on times (and so radio energy) are left as the model has them: the correction stands
+    for stack and application time the model misses, not for airtime.
+
+    Attributes:
+        time_scale: multiplies the model's transfer duration (> 0; 1 = unchanged).
+        overhead_s: seconds added to every transfer (may be negative: a fitted intercept).
+    """
+
+    time_scale: float = 1.0
+    overhead_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.time_scale) and self.time_scale > 0):
+            raise ConfigError(f"time_scale must be a finite number > 0, got {self.time_scale}")
+        if not math.isfinite(self.overhead_s):
+            raise ConfigError(f"overhead_s must be a finite number, got {self.overhead_s}")
+
+    @property
+    def identity(self) -> bool:
+        """True when the correction changes nothing."""
+        return self.time_scale == 1.0 and self.overhead_s == 0.0
+
+    def apply(self, result: TransferResult) -> TransferResult:
+        """The transfer with its duration corrected (the same object when nothing changes)."""
+        if self.identity:
+            return result
+        duration = max(0.0, self.time_scale * result.duration_s + self.overhead_s)
+        return dataclasses.replace(result, duration_s=duration)
+
+
+_NO_LINK_FIT = LinkFit()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserCalibration:
+    """Fitted corrections the simulator applies on top of the packaged model data.
+
+    Attributes:
+        path: the file they came from; None for the packaged data alone (no correction).
+        sha256: sha256 of that file's bytes (of the packaged link data when ``path`` is None).
+        compute_scale: multiplies every stage's estimated compute time (> 0).
+        links: corrections per transport id; a transport without one is unchanged.
+    """
+
+    path: Path | None
+    sha256: str
+    compute_scale: float = 1.0
+    links: Mapping[str, LinkFit] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.compute_scale) and self.compute_scale > 0):
+            raise ConfigError(
+                f"compute scale must be a finite number > 0, got {self.compute_scale}"
+            )
+        object.__setattr__(self, "links", MappingProxyType(dict(self.links)))
+
+    def link(self, transport: str) -> LinkFit:
+        """The correction of ``transport`` (the identity when the file has none)."""
+        return self.links.get(str(transport), _NO_LINK_FIT)
+
+
+_TOP_KEYS = frozenset(
+    {"format", "links_data_sha256", "compute_data_sha256", "source", "compute", "link"}
+)
+
+
+def load_user_calibration(path: str | Path) -> UserCalibration:
+    """Read and check a user calibration file (see ``docs/hardware.md``, "Calibration file").
+
+    Raises:
+        ConfigError: unreadable file, not TOML, unknown keys, values out of range, or a file
+            fitted against other packaged model data (its ``links_data_sha256`` /
+            ``compute_data_sha256`` differ from this tinysplit's): re-run ``tinysplit calibrate``.
+            The message names the file.
+    """
+    file = Path(path)
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"calibration file {str(file)!r}: {exc.strerror or exc}") from exc
+    return _parse_user_calibration(file, raw)
+
+
+def _parse_user_calibration(file: Path, raw: bytes) -> UserCalibration:
+    where = f"calibration file {str(file)!r}"
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{where}: not TOML ({exc})") from exc
+    unknown = sorted(set(data) - _TOP_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    if data.get("format") != CALIBRATION_FORMAT:
+        raise ConfigError(
+            f"{where}: format must be {CALIBRATION_FORMAT}, got {data.get('format')!r}"
+        )
+    for key, actual, what in (
+        ("links_data_sha256", data_hash, "link data links/data/esp32s3.toml"),
+        ("compute_data_sha256", compute_data_hash, "compute data"),
+    ):
+        if key in data and data[key] != actual():
+            raise ConfigError(
+                f"{where}: fitted against other packaged {what} ({str(data[key])[:12]}, this "
+                f"tinysplit has {actual()[:12]}): re-run tinysplit calibrate on the run"
+            )
+    if not isinstance(data.get("source", {}), dict):
+        raise ConfigError(f"{where}: [source] must be a table")
+    compute = _table(data, "compute", where)
+    _only(compute, {"scale"}, f"{where} [compute]")
+    links: dict[str, LinkFit] = {}
+    for transport, table in _table(data, "link", where).items():
+        if transport not in {t.value for t in Transport}:
+            raise ConfigError(
+                f"{where}: unknown transport [link.{transport}] (valid: ble, wifi, espnow)"
+            )
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: [link.{transport}] must be a table")
+        _only(table, {"time_scale", "overhead_s"}, f"{where} [link.{transport}]")
+        try:
+            links[transport] = LinkFit(
+                time_scale=_number(
+                    table.get("time_scale", 1.0), f"{where} link.{transport}.time_scale"
+                ),
+                overhead_s=_number(
+                    table.get("overhead_s", 0.0), f"{where} link.{transport}.overhead_s"
+                ),
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"{where} [link.{transport}]: {exc}") from None
+    try:
+        return UserCalibration(
+            path=file,
+            sha256=hashlib.sha256(raw).hexdigest(),
+            compute_scale=_number(compute.get("scale", 1.0), f"{where} compute.scale"),
+            links=links,
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{where} [compute]: {exc}") from None
+
+
+def _table(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: [{key}] must be a table")
+    return value
+
+
+def _only(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)} (valid: {', '.join(sorted(allowed))})"
+        )
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{where} must be a number, got {value!r}")
+    return float(value)
+
+
+@lru_cache(maxsize=8)
+def _cached_user_calibration(path: str, mtime_ns: int, size: int) -> UserCalibration:
+    del mtime_ns, size  # cache keys only: an edited file is read again
+    return load_user_calibration(path)
+
+
+def active_calibration() -> UserCalibration:
+    """The corrections the simulator applies now.
+
+    The file named by ``TINYSPLIT_CALIBRATION`` when set (read again whenever it changes), else
+    the packaged data alone (``path`` None, no correction).
+
+    Raises:
+        ConfigError: the variable names a missing or invalid file (the message names both).
+    """
+    name = os.environ.get(CALIBRATION_ENV, "")
+    if not name:
+        return UserCalibration(path=None, sha256=data_hash())
+    try:
+        stat = os.stat(name)
+    except OSError as exc:
+        raise ConfigError(
+            f"{CALIBRATION_ENV}={name}: calibration file cannot be read ({exc.strerror or exc})"
+        ) from exc
+    return _cached_user_calibration(os.path.abspath(name), stat.st_mtime_ns, stat.st_size)
+
+
+@contextmanager
+def calibration_override(path: str | Path | None) -> Iterator[UserCalibration]:
+    """Make ``path`` the active user calibration inside the ``with`` block (None: no change).
+
+    The file is checked first; the environment variable is set to its absolute path (so
+    subprocesses such as the board emulator use it too) and restored on exit.
+
+    Raises:
+        ConfigError: the file is missing or invalid.
+    """
+    if path is None:
+        yield active_calibration()
+        return
+    calibration = load_user_calibration(path)
+    previous = os.environ.get(CALIBRATION_ENV)
+    os.environ[CALIBRATION_ENV] = str(Path(path).resolve())
+    try:
+        yield calibration
+    finally:
+        if previous is None:
+            os.environ.pop(CALIBRATION_ENV, None)
+        else:
+            os.environ[CALIBRATION_ENV] = previous

@@ -18,9 +18,12 @@ The scheme is symmetric, per tensor, with power-of-two scales and no zero point:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -265,6 +268,53 @@ def calibrate(graph: Graph, samples: npt.NDArray[Any]) -> QuantizedModel:
         if layer.op in SAME_EXPONENT_OPS:
             exponents[layer.output] = exponents[layer.inputs[0]]
     return QuantizedModel(graph=graph, exponents=exponents, weights=_weights(graph, exponents))
+
+
+def from_exponents(graph: Graph, exponents: Mapping[str, int]) -> QuantizedModel:
+    """Rebuild the quantized model :func:`calibrate` made, from its activation exponents.
+
+    The weights follow from the exponents, so a saved ``QuantizedModel.to_dict()["exponents"]``
+    restores the model without the calibration runs.
+
+    Raises:
+        ModelError: an activation tensor of ``graph`` has no exponent.
+    """
+    exponents = {name: int(e) for name, e in exponents.items()}
+    missing = [name for name in graph.shapes if name not in exponents]
+    if missing:
+        raise ModelError(f"no exponents for {missing} of model {graph.name!r}")
+    return QuantizedModel(graph=graph, exponents=exponents, weights=_weights(graph, exponents))
+
+
+def calibrate_cached(
+    graph: Graph, samples: int, seed: int, cache_dir: Path | None
+) -> QuantizedModel:
+    """:func:`calibrate` on ``sample_inputs(graph, samples, seed)``, cached on disk.
+
+    The cache file (in ``cache_dir``; no cache when None) holds the exponents only, keyed by the
+    model's source hash, the calibration images and the tinysplit version, so a stale entry is
+    never used. Processes that rebuild the same quantization (the emulated boards of every run)
+    skip the float calibration runs.
+    """
+    from tinysplit import __version__
+    from tinysplit.fileio import write_text_atomic
+
+    path = None
+    if cache_dir is not None:
+        key = f"{graph.source_hash}-{samples}-{seed}-{SCHEME}-{__version__}"
+        path = cache_dir / f"quantization-{hashlib.sha256(key.encode()).hexdigest()[:20]}.json"
+        try:
+            return from_exponents(graph, json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, ModelError):
+            pass  # absent, unreadable or not for this graph: calibrate again
+    qmodel = calibrate(graph, sample_inputs(graph, samples, seed))
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(path, json.dumps(dict(qmodel.exponents)), what="quantization cache")
+        except (OSError, ConfigError):
+            pass  # a cache that cannot be written only costs time
+    return qmodel
 
 
 def _fuse_activations(graph: Graph, exponents: dict[str, int]) -> None:

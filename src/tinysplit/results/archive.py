@@ -29,7 +29,12 @@ from typing import TYPE_CHECKING, Any
 
 import tinysplit
 from tinysplit.errors import ConfigError
-from tinysplit.links.calibration import calibration_hash, default_profile, section
+from tinysplit.links.calibration import (
+    active_calibration,
+    calibration_hash,
+    default_profile,
+    section,
+)
 from tinysplit.results.schema import (
     COLUMNS,
     EXTRA_PREFIX,
@@ -358,6 +363,7 @@ def _io_errors(path: Path) -> Iterator[None]:
 def _environment() -> dict[str, Any]:
     """Versions, machine and calibration recorded with every archive."""
     sha, dirty = _git()
+    user_file = active_calibration().path
     packages: dict[str, str | None] = {}
     for name in ("numpy", "onnx", "pandas"):
         try:
@@ -379,6 +385,7 @@ def _environment() -> dict[str, Any]:
         },
         "packages": packages,
         "calibration_hash": calibration_hash(),
+        "calibration_file": None if user_file is None else str(user_file),
     }
 
 

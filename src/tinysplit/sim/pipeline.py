@@ -22,7 +22,7 @@ import numpy as np
 
 from tinysplit.errors import ConfigError
 from tinysplit.links import LinkConditions, LinkModel, Mode, TransferResult, make_link
-from tinysplit.links.calibration import section
+from tinysplit.links.calibration import active_calibration, section
 from tinysplit.links.signal import PathLoss
 from tinysplit.partition import Plan
 from tinysplit.partition.cost import load_compute_model
@@ -145,9 +145,12 @@ class _Run:
         self.env = backend.Environment()
         n = len(plan.stages)
         speedup = load_compute_model().dual_core_speedup if config.dual_core else 1.0
-        self.compute_s = [s.estimated_compute_s / speedup for s in plan.stages]
+        calibration = active_calibration()  # a user calibration file's fitted corrections
+        scale = calibration.compute_scale
+        self.compute_s = [s.estimated_compute_s / speedup * scale for s in plan.stages]
         self.link = link or make_link(config.transport, config.link_profile)
-        self.rssi, self.relay_rssi = _wifi_hops(config, n, _link_rssi(config, n))
+        self.link_fit = calibration.link(config.transport)
+        self.rssi, self.relay_rssi = link_hops(config, n)
         self.rngs = [np.random.default_rng([config.seed, k]) for k in range(n)]
         env = self.env
         self.inbox = [backend.Store(env, capacity=1_000_000) for _ in range(n)]
@@ -204,7 +207,7 @@ class _Run:
             for radio in radios:  # always in board order, so two senders never deadlock
                 grants.append(radio.request())
                 yield grants[-1]
-            result = self.link.transfer(size, conditions, self.rngs[k])
+            result = self.link_fit.apply(self.link.transfer(size, conditions, self.rngs[k]))
             start = self.env.now
             yield self.env.timeout(result.duration_s)
             for radio, grant in zip(radios, grants, strict=True):
@@ -241,6 +244,10 @@ def simulate(
 ) -> SimResult:
     """Run ``config.inferences`` inferences of ``plan`` on the simulated testbed.
 
+    A user calibration file in force (``TINYSPLIT_CALIBRATION``, see
+    :func:`tinysplit.links.calibration.active_calibration`) scales every stage's compute time and
+    corrects every transfer's duration, whichever link model is used.
+
     Args:
         plan: the stages (one board each) with compute estimates and outgoing tensor sizes.
         config: transport, protocol, window, inputs, seed and link conditions.
@@ -275,6 +282,18 @@ def simulate(
         rssi_dbm=run.rssi,
         energy_j=[power.energy_j(duration_s=duration, busy_s=b) for b in run.busy],
     )
+
+
+def link_hops(config: PipelineConfig, boards: int) -> tuple[list[float], list[float | None]]:
+    """RSSI of each link k -> k+1 as the simulator sees it, and of its relay hop.
+
+    The second list is the RSSI of the hop through the Wi-Fi SoftAP when neither end of the link
+    is the AP (None otherwise, and always None on other transports).
+
+    Raises:
+        ConfigError: RSSI values or positions that do not match ``boards``.
+    """
+    return _wifi_hops(config, boards, _link_rssi(config, boards))
 
 
 def _link_rssi(config: PipelineConfig, boards: int) -> list[float]:

@@ -5,6 +5,6 @@ Bench cases use only :class:`Testbed`, so they never branch on the testbed.
 
 from __future__ import annotations
 
-from tinysplit.testbed.base import Testbed, TestbedKind, make_testbed
+from tinysplit.testbed.base import PartialRunError, Testbed, TestbedKind, make_testbed
 
-__all__ = ["Testbed", "TestbedKind", "make_testbed"]
+__all__ = ["PartialRunError", "Testbed", "TestbedKind", "make_testbed"]
