@@ -349,3 +349,26 @@ def test_importing_results_does_not_import_pandas() -> None:
     code = "import sys, tinysplit.results; print('pandas' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "False"
+
+
+def test_unknown_rssi_and_setup_are_null_in_the_manifest(
+    tmp_path: Path, reliable: SimResult
+) -> None:
+    """A board that reports no RSSI (NaN) must not break the manifest's strict JSON."""
+    unknown = SimResult(
+        config=reliable.config,
+        plan=reliable.plan,
+        stage_events=reliable.stage_events,
+        link_events=reliable.link_events,
+        injected_s=reliable.injected_s,
+        duration_s=reliable.duration_s,
+        setup_s=[math.nan, *reliable.setup_s[1:]],
+        rssi_dbm=[math.nan, *reliable.rssi_dbm[1:]],
+        energy_j=reliable.energy_j,
+    )
+    writer = _writer(tmp_path)
+    writer.add("case", unknown)
+    writer.close(complete=True)
+    (case,) = load(_final_dirs(tmp_path)[0]).manifest["cases"]
+    assert case["rssi_dbm"][0] is None and case["setup_s"][0] is None
+    assert case["rssi_dbm"][1:] == list(reliable.rssi_dbm[1:])

@@ -147,8 +147,8 @@ class ArchiveWriter:
                 "run": run,
                 "config": jsonable(dataclasses.asdict(result.config)),
                 "plan": plan_id,
-                "rssi_dbm": list(result.rssi_dbm),
-                "setup_s": list(result.setup_s),
+                "rssi_dbm": jsonable(list(result.rssi_dbm)),
+                "setup_s": jsonable(list(result.setup_s)),
                 "extra": jsonable(extra or {}),
             }
         )
