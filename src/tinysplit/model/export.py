@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 
 MANIFEST_SCHEMA_VERSION = 1
 FORMATS = ("onnx", "espdl")
+#: Default calibration of the exported slices: images of ``sample_inputs`` and their seed. The
+#: hardware testbed quantizes its int16 reference (and the emulated boards theirs) the same way.
+CALIBRATION_SAMPLES = 16
+CALIBRATION_SEED = 0
 
 
 def export_plan(
@@ -52,8 +56,8 @@ def export_plan(
     out: str | Path,
     *,
     fmt: str = "onnx",
-    samples: int = 16,
-    seed: int = 0,
+    samples: int = CALIBRATION_SAMPLES,
+    seed: int = CALIBRATION_SEED,
     progress: Console | None = None,
 ) -> dict[str, Any]:
     """Write every stage of ``plan`` to the new directory ``out`` and return the manifest.

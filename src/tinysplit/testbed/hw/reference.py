@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tinysplit.errors import ConfigError
+from tinysplit.model.export import CALIBRATION_SAMPLES, CALIBRATION_SEED
 
 if TYPE_CHECKING:
     from tinysplit.model.graph import Graph
@@ -26,9 +27,6 @@ if TYPE_CHECKING:
     from tinysplit.partition import Plan
     from tinysplit.partition.plan import Stage
 
-#: Calibration of ``tinysplit export`` (``export_plan``'s defaults), which the boards' slices use.
-CALIBRATION_SAMPLES = 16
-CALIBRATION_SEED = 0
 #: ESP-DL's own int16 test tolerance: outputs may differ by one least significant bit.
 TOLERANCE_LSB = 1
 

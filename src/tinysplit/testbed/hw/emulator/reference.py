@@ -21,14 +21,11 @@ import numpy.typing as npt
 
 from tinysplit.errors import ConfigError
 from tinysplit.model.execute import run_int16
+from tinysplit.model.export import CALIBRATION_SAMPLES, CALIBRATION_SEED
 from tinysplit.model.graph import nhwc
 from tinysplit.model.quantize import QuantizedModel, calibrate_cached, requantize_exponent
 from tinysplit.model.zoo import load_model
 from tinysplit.partition import Plan
-
-#: Calibration images and their seed: the defaults of ``tinysplit export``.
-CALIBRATION_SAMPLES = 16
-CALIBRATION_SEED = 0
 
 
 @functools.lru_cache(maxsize=4)
