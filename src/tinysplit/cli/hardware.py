@@ -250,7 +250,8 @@ def add_calibrate_parser(commands: Any) -> None:
 
 def cmd_calibrate(args: argparse.Namespace, console: Console) -> int:
     """Fit the corrections and write the calibration file."""
-    from tinysplit.testbed.hw.calibrate import calibrate, write_calibration
+    from tinysplit.testbed.hw.calibrate import calibrate
+    from tinysplit.testbed.hw.calibration_file import write_calibration
 
     fit = calibrate(args.run_dir, allow_sim=args.allow_sim)
     path = write_calibration(fit, args.out)

@@ -31,7 +31,8 @@ from tinysplit.links.calibration import (
 from tinysplit.partition import Plan
 from tinysplit.results import ArchiveWriter, load
 from tinysplit.sim.pipeline import PipelineConfig, simulate
-from tinysplit.testbed.hw.calibrate import calibrate, write_calibration
+from tinysplit.testbed.hw.calibrate import calibrate
+from tinysplit.testbed.hw.calibration_file import write_calibration
 
 pytest_plugins = ["pytester"]
 
