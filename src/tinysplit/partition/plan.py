@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from tinysplit.errors import ConfigError
 from tinysplit.fileio import current_umask
+from tinysplit.partition.deployment import Deployment
 from tinysplit.partition.profiles import TRANSPORTS, DeviceProfile
 
 #: Version of the plan JSON layout; bumped on any incompatible change.
@@ -202,6 +203,8 @@ class Plan:
         strategy: ``"paper"``, ``"greedy"``, ``"optimal"`` or ``"manual"``.
         link_rate_bps: link rate used for send times, bit/s.
         stages: the stages in pipeline order.
+        deployment: boards, replicas and per-link windows chosen by ``partition --optimize``
+            (None: stage k runs on board k with the run's window).
     """
 
     model: str
@@ -213,6 +216,7 @@ class Plan:
     strategy: str
     link_rate_bps: float
     stages: tuple[Stage, ...]
+    deployment: Deployment | None = None
 
     def __post_init__(self) -> None:
         for key, value, valid in (
@@ -238,6 +242,11 @@ class Plan:
             raise ConfigError(
                 f"malformed plan: the stages end at layer {expected_first - 1}, "
                 f"the model has {self.model_layers} layers"
+            )
+        if self.deployment is not None and len(self.deployment.boards) != len(self.stages):
+            raise ConfigError(
+                f"malformed plan: the deployment places {len(self.deployment.boards)} stages, "
+                f"the plan has {len(self.stages)}"
             )
 
     @property
@@ -282,7 +291,7 @@ class Plan:
                 "max_sent_bytes": self.max_sent_bytes,
             },
             "stages": [s.to_dict() for s in self.stages],
-        }
+        } | ({} if self.deployment is None else {"deployment": self.deployment.to_dict()})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Plan:
@@ -310,6 +319,7 @@ class Plan:
             strategy=_get(data, "strategy", str, "plan"),
             link_rate_bps=_get(data, "link_rate_bps", float, "plan"),
             stages=tuple(Stage.from_dict(s, f"plan.stages[{i}]") for i, s in enumerate(stages)),
+            deployment=(Deployment.from_dict(data["deployment"]) if "deployment" in data else None),
         )
 
     def to_json(self) -> str:
