@@ -28,7 +28,7 @@ Profiles live in ``links/data/esp32s3.toml`` (``[ble]``); :meth:`BleLink.from_pr
 from __future__ import annotations
 
 from itertools import accumulate
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -55,6 +55,9 @@ from tinysplit.protocol.frames import (
     data_payload_bytes,
     frames_for_tensor,
 )
+
+if TYPE_CHECKING:
+    from tinysplit.links.adaptive import AdaptiveWindow
 
 #: Transfer plans kept per link (a plan of the paper's largest tensor holds ~0.5 MB of arrays).
 _PLAN_CACHE = 16
@@ -219,6 +222,27 @@ class BleLink(LinkModel):
             ConfigError: a payload < 1 B, or an RSSI at which no connection survives (full-size
                 exchanges failing more than 99.9 % of the time; about -102 dBm on the 1M PHY).
         """
+        return simulate(self._cached_plan(payload_bytes, conditions), rng)
+
+    def transfer_adaptive(
+        self,
+        payload_bytes: int,
+        conditions: LinkConditions,
+        rng: np.random.Generator,
+        controller: AdaptiveWindow,
+    ) -> TransferResult:
+        """One reliable transfer whose in-flight window ``controller`` adapts on every ACK.
+
+        ``conditions.window`` is the receiver's ACK cadence (:mod:`tinysplit.links.adaptive`).
+
+        Raises:
+            ConfigError: as :meth:`transfer`, or paper mode (its window cannot adapt).
+        """
+        if conditions.mode is not Mode.RELIABLE:
+            raise ConfigError("the window adapts in reliable mode only")
+        return simulate(self._cached_plan(payload_bytes, conditions), rng, controller)
+
+    def _cached_plan(self, payload_bytes: int, conditions: LinkConditions) -> Plan:
         key = (payload_bytes, conditions)
         plan = self._plans.get(key)
         if plan is None:
@@ -226,7 +250,7 @@ class BleLink(LinkModel):
             if len(self._plans) >= _PLAN_CACHE:
                 self._plans.pop(next(iter(self._plans)))
             self._plans[key] = plan
-        return simulate(plan, rng)
+        return plan
 
     def _plan(self, payload_bytes: int, conditions: LinkConditions) -> Plan:
         """Everything about one transfer that does not depend on the random draws."""

@@ -36,10 +36,14 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tinysplit.links.base import TransferResult
+
+if TYPE_CHECKING:
+    from tinysplit.links.adaptive import AdaptiveWindow
 
 #: Failed exchanges drawn beyond this many for one PDU are irrelevant (the supervision timeout
 #: has long dropped the connection); the cap keeps the integers finite when PER is ~1.
@@ -234,8 +238,24 @@ class _Tally:
     resent_us: float = 0.0
 
 
-def simulate(plan: Plan, rng: np.random.Generator) -> TransferResult:
-    """Run one transfer of ``plan.frames`` ATT values (see the module docstring)."""
+def _feed(ctl: AdaptiveWindow, acks: list[float], fed: int, until: float, window: int) -> int:
+    """Hand the controller the ACKs that arrived by ``until`` (µs); returns how many it has."""
+    while fed < len(acks) and acks[fed] <= until:
+        prev = acks[fed - 1] if fed > 0 else 0.0
+        ctl.on_ack(window, max(0, round(acks[fed] - prev)))
+        fed += 1
+    return fed
+
+
+def simulate(
+    plan: Plan, rng: np.random.Generator, controller: AdaptiveWindow | None = None
+) -> TransferResult:
+    """Run one transfer of ``plan.frames`` ATT values (see the module docstring).
+
+    With a ``controller`` (reliable mode), ``plan.window`` is the receiver's ACK cadence and the
+    sender keeps at most ``controller.in_flight`` values unacknowledged, re-read before every
+    write; the controller sees each ACK when it arrives and a timeout per connection drop.
+    """
     frames, window, paper = plan.frames, plan.window, plan.paper
     ci, budget = plan.interval_us, plan.budget_us
     phase = float(rng.random()) * ci
@@ -252,6 +272,7 @@ def simulate(plan: Plan, rng: np.random.Generator) -> TransferResult:
     dense = bool(first)
     never = 1 << 62
     pool, unacked = plan.pool_values, 2 * window
+    fed = 0
     poll_us = 2 * plan.empty_us + plan.answer_extra_us + plan.t_ifs_us  # empty PDU, T_IFS, answer
     tally = _Tally()
     free = [0.0] * frames
@@ -283,6 +304,9 @@ def simulate(plan: Plan, rng: np.random.Generator) -> TransferResult:
             s += writes[i]
             if i >= pool and free[i - pool] + wakes[i] > s:
                 s = free[i - pool] + wakes[i]
+            if controller is not None:
+                fed = _feed(controller, acks, fed, s, window)
+                unacked = max(controller.in_flight, window + 1)  # an ACK's worth, plus one
             if i >= unacked and acks[(i - unacked) // window] + wakes[i] > s:
                 s = acks[(i - unacked) // window] + wakes[i]
         # --- the controller takes it in the running event, or at the next anchor
@@ -312,6 +336,9 @@ def simulate(plan: Plan, rng: np.random.Generator) -> TransferResult:
                 tally.events += d
                 tally.resent_values += d * min(pool, frames - i)
                 tally.resent_us += d * resend
+                if controller is not None:
+                    for _ in range(d):
+                        controller.on_timeout()
                 si += 1
                 ns = at[si] if at and si < len(at) else never
                 continue
@@ -363,6 +390,8 @@ def simulate(plan: Plan, rng: np.random.Generator) -> TransferResult:
                 else:
                     acks.append(_next_anchor(phase, ci, ready, anchor) + poll_us)
     tally.acks = len(acks)
+    if controller is not None:
+        _feed(controller, acks, fed, math.inf, window)
     if dead:
         duration, delivered = t, False
     elif lost:

@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "ts_frame.h"
+#include "ts_window.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -113,6 +114,8 @@ typedef struct {
     int64_t busy_until_us;
     int64_t progress_us;     /* last progress (start, an ACK that acknowledged something new) */
     int64_t deadline_us;     /* paper: response deadline; INT64_MAX when none */
+    uint8_t adaptive;        /* reliable, not a stream: `win` sets the chunks in flight */
+    ts_window_t win;         /* adaptive window, kept from one tensor to the next */
     uint8_t frame[TS_MAX_FRAME_BYTES]; /* the frame ts_sender_next_frame built */
 } ts_sender_t;
 
@@ -208,6 +211,19 @@ uint16_t ts_sender_inference(const ts_sender_t *t);
 
 /** Forget the tensor (done, failed or active) and return to idle. */
 void ts_sender_reset(ts_sender_t *t);
+
+/**
+ * Adaptive window (docs/protocol.md "Adaptive window"): with `on`, a reliable, non-stream sender
+ * keeps min(2 w, 32) chunks unacknowledged where w adapts per ACK (ts_window.h) between
+ * ts_window_min_for_cadence(cfg.window) and TS_MAX_WINDOW, starting at cfg.window; the
+ * receiver's ACK cadence stays cfg.window. Paper mode and streams keep the fixed window (the
+ * call is accepted and changes nothing). Resets what the controller learned. TS_ERR_STATE while
+ * a tensor is active.
+ */
+int ts_sender_set_adaptive(ts_sender_t *t, int on);
+
+/** Window the sender uses now: the adaptive one when enabled, else cfg.window. */
+uint16_t ts_sender_window(const ts_sender_t *t);
 
 /* --- receiver --------------------------------------------------------------------------- */
 

@@ -31,7 +31,7 @@ static int reliable(const ts_sender_t *t)
 /* Unacknowledged chunks the receiver may not hold yet: the window's budget is counted on them. */
 static uint32_t limit(const ts_sender_t *t)
 {
-    uint32_t twice = 2u * t->cfg.window;
+    uint32_t twice = 2u * ts_sender_window(t);
     return twice < TS_ARQ_MAX_OUTSTANDING ? twice : TS_ARQ_MAX_OUTSTANDING;
 }
 
@@ -291,7 +291,7 @@ static void on_ack(ts_sender_t *t, const ts_frame_header_t *h, const uint8_t *pa
     }
     uint32_t bitmap = get_u32(payload);
     uint32_t latest = 0; /* send order of the latest-sent chunk this ACK reports */
-    int progress = 0;
+    uint32_t progress = 0; /* chunks this ACK acknowledged for the first time */
     for (uint32_t c = t->base; c < t->next; c++) {
         uint32_t i = c - t->base;
         int held = c < ack_base || (c - ack_base < 32u && (bitmap & bit(c - ack_base)) != 0);
@@ -304,15 +304,28 @@ static void on_ack(ts_sender_t *t, const ts_frame_header_t *h, const uint8_t *pa
         }
         if ((t->acked & bit(i)) == 0) {
             t->acked |= bit(i);
-            progress = 1;
+            progress++;
         }
         t->resend &= ~bit(i);
     }
     /* Selective repeat: a chunk sent before one the receiver holds, and not held, was lost. */
+    uint32_t known_lost = t->resend;
     for (uint32_t c = t->base; c < t->next; c++) {
         uint32_t i = c - t->base;
         if ((t->acked & bit(i)) == 0 && t->stamp[c % TS_ARQ_MAX_OUTSTANDING] < latest) {
             t->resend |= bit(i);
+        }
+    }
+    if (t->adaptive) {
+        if ((t->resend & ~known_lost) != 0) {
+            ts_window_on_loss(&t->win);
+        }
+        if (progress > 0) {
+            int64_t waited = now_us - t->progress_us;
+            uint32_t interval = waited <= 0 ? 0u
+                                : waited >= (int64_t)UINT32_MAX ? UINT32_MAX
+                                                                : (uint32_t)waited;
+            ts_window_on_ack(&t->win, progress, interval);
         }
     }
     if (progress) {
@@ -400,6 +413,9 @@ int ts_sender_poll(ts_sender_t *t, int64_t now_us)
         return 0;
     }
     t->timeouts_in_row++;
+    if (t->adaptive) {
+        ts_window_on_timeout(&t->win);
+    }
     if (t->cfg.max_timeouts != 0 && t->timeouts_in_row >= t->cfg.max_timeouts) {
         fail(t, TS_SEND_FAIL_TIMEOUT);
         return 1;
@@ -467,4 +483,26 @@ void ts_sender_reset(ts_sender_t *t)
     t->bytes = 0;
     t->frames = 0;
     restart(t, 0);
+}
+
+int ts_sender_set_adaptive(ts_sender_t *t, int on)
+{
+    if (t == NULL) {
+        return TS_ERR_ARG;
+    }
+    if (t->state == TS_SENDER_ACTIVE) {
+        return TS_ERR_STATE;
+    }
+    t->adaptive = (uint8_t)(on && reliable(t) && !t->cfg.stream);
+    if (t->adaptive) {
+        uint16_t cadence = t->cfg.window;
+        return ts_window_init(&t->win, cadence, ts_window_min_for_cadence(cadence),
+                              TS_MAX_WINDOW);
+    }
+    return TS_OK;
+}
+
+uint16_t ts_sender_window(const ts_sender_t *t)
+{
+    return t->adaptive ? ts_window_current(&t->win) : t->cfg.window;
 }

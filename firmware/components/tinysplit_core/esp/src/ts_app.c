@@ -294,6 +294,12 @@ static void links_up(void)
                  ts_err_name(rc), (unsigned)sc.frame_bytes, (unsigned)sc.window);
         fatal("stage init", ESP_ERR_INVALID_ARG);
     }
+#ifdef CONFIG_TINYSPLIT_ADAPTIVE_WINDOW
+    /* Reliable, non-stream senders only; paper mode and TCP keep the fixed window. */
+    if (ts_sender_set_adaptive(&s_app.stage.tx, 1) != TS_OK) {
+        ESP_LOGW(TAG, "adaptive window not enabled: the sender is busy");
+    }
+#endif
     ts_console_stage_attach(&s_app.board, &s_app.stage);
     ESP_LOGI(TAG, "links up: stage %u of %u over %s, %u-byte frames", (unsigned)c->stage,
              (unsigned)c->stages, s_app.transport->name, (unsigned)sc.frame_bytes);
