@@ -212,3 +212,109 @@ def fill_path(seg: Segments, stages: int | None) -> tuple[int, ...] | None:
             return None
         path.append(int(reach[-1]))
     return tuple(path)
+
+
+def fewest_replicas(costs: FloatArray, value: float, boards: int) -> IntArray:
+    """Per cost, the fewest replicas ``r`` (1..``boards``) with ``cost / r <= value``.
+
+    Returns ``boards + 1`` where even ``boards`` replicas are not enough.
+    """
+    costs = np.asarray(costs, dtype=np.float64)
+    if value <= 0.0:
+        return np.where(costs <= 0.0, 1, boards + 1).astype(np.int64)
+    r = np.maximum(np.ceil(costs / value), 1.0)
+    r = np.where(costs / r > value, r + 1, r)  # float rounding either way
+    r = np.where((r > 1) & (costs / np.maximum(r - 1, 1) <= value), r - 1, r)
+    return np.minimum(r, boards + 1).astype(np.int64)
+
+
+def replicated_path(
+    seg: Segments, boards: int, stages: int | None = None
+) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """Best path and replica counts on at most ``boards`` boards (replicas share a stage's cost).
+
+    A stage of cost ``c`` on ``r`` boards costs ``c / r``. Minimises, in order: the largest
+    ``c / r`` over the stages, the number of boards used (``sum r``), the sum of stage costs
+    ``sum c``, the number of stages; ties left are broken towards earlier cut positions. With
+    ``stages`` the path has exactly that many stages, otherwise any number up to ``boards``.
+
+    Dynamic program over (stages so far, boards used, position), vectorised over segments.
+
+    Returns:
+        ``(positions, replicas)``: the path ``(0, p_1, ..., m-1)`` and one count per stage, or
+        ``None`` when no path fits (no segments chain, or more stages than boards).
+    """
+    m = seg.n_positions
+    most = min(boards, m - 1)
+    counts = range(1, most + 1) if stages is None else [stages]
+    if not counts or max(counts) > most or min(counts) < 1 or not len(seg.costs):
+        return None
+    starts, ends, costs = seg.starts, seg.ends, seg.costs
+    targets, heads = _group_heads(ends)
+    top = max(counts)
+    # layers[k][u, p]: smallest largest c/r reaching position p in k stages on exactly u boards.
+    f = np.full((boards + 1, m), np.inf)
+    f[0, 0] = 0.0
+    layers = [f]
+    for _ in range(top):
+        prev, nxt = layers[-1], np.full((boards + 1, m), np.inf)
+        for r in range(1, boards + 1):
+            cand = np.maximum(prev[: boards + 1 - r][:, starts], costs / r)
+            red = np.minimum.reduceat(cand, heads, axis=1)
+            nxt[r:, targets] = np.minimum(nxt[r:, targets], red)
+        layers.append(nxt)
+    ends_at = np.array([layers[k][:, m - 1] for k in counts])  # (len(counts), boards + 1)
+    best = float(ends_at.min())
+    if not np.isfinite(best):
+        return None
+    used = int(np.flatnonzero((ends_at <= best).any(axis=0))[0])
+    # Among the splits reaching ``best`` on ``used`` boards: the smallest sum of stage costs.
+    need = fewest_replicas(costs, best, boards)
+    ok = need <= boards
+    starts, ends, costs, need = starts[ok], ends[ok], costs[ok], need[ok]
+    targets, heads = _group_heads(ends)
+    g = np.full((used + 1, m), np.inf)
+    g[0, 0] = 0.0
+    sums = [g]
+    for _ in range(top):
+        prev, nxt = sums[-1], np.full((used + 1, m), np.inf)
+        for u in range(1, used + 1):
+            src = u - need
+            vals = np.where(src >= 0, prev[np.maximum(src, 0), starts] + costs, np.inf)
+            if len(heads):
+                nxt[u, targets] = np.minimum.reduceat(vals, heads)
+        sums.append(nxt)
+    totals = [sums[k][used, m - 1] for k in counts]
+    k = list(counts)[int(np.argmin(totals))]  # the first minimum: the fewest stages
+    if not np.isfinite(sums[k][used, m - 1]):
+        return None
+    path, replicas, u = [m - 1], [], used
+    for j in range(k, 0, -1):
+        q = path[-1]
+        lo, hi = np.searchsorted(ends, [q, q + 1])
+        src = u - need[lo:hi]
+        prev = sums[j - 1]
+        vals = np.where(src >= 0, prev[np.maximum(src, 0), starts[lo:hi]] + costs[lo:hi], np.inf)
+        pick = lo + int(np.argmax(vals == sums[j][u, q]))
+        path.append(int(starts[pick]))
+        replicas.append(int(need[pick]))
+        u -= int(need[pick])
+    return tuple(reversed(path)), tuple(reversed(replicas))
+
+
+def replica_counts(costs: FloatArray, boards: int) -> tuple[int, ...] | None:
+    """Replica counts for fixed stages of ``costs`` on at most ``boards`` boards.
+
+    Minimises the largest ``cost / r``, then the boards used; ``None`` when there are more stages
+    than boards. Exact: the optimum is one of the values ``cost / r``, and for each the fewest
+    replicas are known (:func:`fewest_replicas`).
+    """
+    costs = np.asarray(costs, dtype=np.float64)
+    if len(costs) == 0 or len(costs) > boards:
+        return None
+    candidates = np.unique(np.concatenate([costs / r for r in range(1, boards + 1)]))
+    for value in candidates:  # ascending: the first that fits is the smallest maximum
+        need = fewest_replicas(costs, float(value), boards)
+        if int(need.sum()) <= boards:
+            return tuple(int(r) for r in need)
+    return None  # unreachable: the largest candidate fits with one board per stage

@@ -149,6 +149,9 @@ class ArchiveWriter:
                 "plan": plan_id,
                 "rssi_dbm": jsonable(list(result.rssi_dbm)),
                 "setup_s": jsonable(list(result.setup_s)),
+                "placement": jsonable(
+                    list(result.placement) or [[k] for k in range(len(result.plan.stages))]
+                ),
                 "extra": jsonable(extra or {}),
             }
         )
@@ -254,6 +257,7 @@ def _rows(
             **{f: getattr(e, f) for f in TIME_COLUMNS},
             "completed": e.inference in completed,
             "failed": e.inference in failed,
+            "board": e.board,
         }
         for e in result.stage_events
     ]
@@ -268,6 +272,8 @@ def _rows(
             "window": e.window,
             "mode": str(config.mode.value),
             **dataclasses.asdict(e.result),
+            "sender_board": e.sender,
+            "receiver_board": e.receiver,
         }
         for e in result.link_events
     ]
@@ -289,13 +295,22 @@ def _rows(
         "mode": str(config.mode.value),
         "window": config.window,
         "seed": config.seed,
-        "boards": len(result.plan.stages),
+        "boards": len(result.energy_j) or _physical_boards(result),
         "plan": plan_id,
         **{f"latency_{q}_s": s["latency_s"][q] for q in ("p50", "p95", "mean")},
         **{c: s[c] for c, _ in COLUMNS["summary"] if c in s},
+        "stages": len(result.plan.stages),  # summarize's ``stages`` is the per-stage list
         **extra,
     }
     return {"inferences": inferences, "links": links, "energy": energy, "summary": [summary]}
+
+
+def _physical_boards(result: SimResult) -> int:
+    """Boards a run used when it recorded no energy: the highest board any record names."""
+    named = [e.board for e in result.stage_events] + [
+        b for e in result.link_events for b in (e.sender, e.receiver)
+    ]
+    return max([len(result.plan.stages), *named])
 
 
 def _kinds(name: str, extras: Sequence[str]) -> dict[str, Kind | None]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tinysplit.errors import ConfigError
-from tinysplit.results.schema import COLUMNS, SCHEMA_VERSION, Kind
+from tinysplit.results.schema import ADDED_IN_2, COLUMNS, SCHEMA_VERSION, Kind
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,6 +50,9 @@ def load(path: str | Path) -> Archive:
     Columns have their documented dtypes: ``bool`` for flags, ``int64`` for counts, ``float64``
     for times, sizes in floats and energies (NaN where the CSV cell is empty), ``str`` for names;
     ``extra_*`` summary columns get the types pandas infers. Empty tables keep their columns.
+    A version 1 archive (every stage on its own board) gets the columns added since: ``board``
+    = ``stage``, ``sender_board`` / ``receiver_board`` = ``stage`` / ``stage + 1``, ``stages`` =
+    ``boards``.
 
     Raises:
         ConfigError: ``path`` is not a directory or not an archive (no ``manifest.json``), the
@@ -74,12 +77,12 @@ def load(path: str | Path) -> Archive:
             f"{root}: archive schema_version {version} is newer than this tinysplit reads "
             f"({SCHEMA_VERSION}); upgrade tinysplit"
         )
-    tables = {name: _read_table(root, name) for name in COLUMNS}
+    tables = {name: _read_table(root, name, version) for name in COLUMNS}
     return Archive(path=root, manifest=manifest, **tables)
 
 
-def _read_table(root: Path, name: str) -> pd.DataFrame:
-    """Read ``<name>.csv`` with the schema's dtypes."""
+def _read_table(root: Path, name: str, version: int) -> pd.DataFrame:
+    """Read ``<name>.csv`` with the schema's dtypes (filling columns a version 1 archive lacks)."""
     import pandas as pd
 
     file = root / f"{name}.csv"
@@ -90,6 +93,10 @@ def _read_table(root: Path, name: str) -> pd.DataFrame:
     except (OSError, UnicodeDecodeError, ValueError) as exc:  # pandas parse errors are ValueError
         raise ConfigError(f"{file}: cannot read it ({_one_line(exc)})") from exc
     known = dict(COLUMNS[name])
+    if version < 2:
+        for (table, column), (source, offset) in ADDED_IN_2.items():
+            if table == name and column not in raw.columns and source in raw.columns:
+                raw[column] = [str(int(v) + offset) if v else v for v in raw[source]]
     missing = [c for c in known if c not in raw.columns]
     if missing:
         raise ConfigError(f"{file}: missing columns {', '.join(missing)}")

@@ -11,8 +11,10 @@ import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
-#: Version of the archive layout; bumped on any change a reader of version 1 would misread.
-SCHEMA_VERSION = 1
+#: Version of the archive layout; bumped on any change a reader of the previous one would misread.
+#: 2: boards are physical boards (stages may run on several, ``placement``): ``board`` columns in
+#: ``inferences`` and ``links``, ``stages`` in ``summary``.
+SCHEMA_VERSION = 2
 
 Kind = Literal["str", "int", "float", "bool"]
 
@@ -36,6 +38,7 @@ COLUMNS: Mapping[str, tuple[tuple[str, Kind], ...]] = {
         *_TIMES,
         ("completed", "bool"),
         ("failed", "bool"),
+        ("board", "int"),
     ),
     "links": (
         *_KEY,
@@ -54,6 +57,8 @@ COLUMNS: Mapping[str, tuple[tuple[str, Kind], ...]] = {
         ("link_retries", "int"),
         ("bytes_on_air", "int"),
         *_RADIO,
+        ("sender_board", "int"),
+        ("receiver_board", "int"),
     ),
     "energy": (
         *_KEY,
@@ -85,7 +90,16 @@ COLUMNS: Mapping[str, tuple[tuple[str, Kind], ...]] = {
         ("network_to_inference", "float"),
         ("energy_total_j", "float"),
         ("energy_per_inference_j", "float"),
+        ("stages", "int"),
     ),
+}
+#: Columns added after version 1, and how to fill them when reading a version 1 archive (every
+#: stage on its own board then): ``(table, column) -> (source column, offset)``.
+ADDED_IN_2: Mapping[tuple[str, str], tuple[str, int]] = {
+    ("inferences", "board"): ("stage", 0),
+    ("links", "sender_board"): ("stage", 0),
+    ("links", "receiver_board"): ("stage", 1),
+    ("summary", "stages"): ("boards", 0),
 }
 #: Prefix of the summary columns flattened from ``add(..., extra=...)``.
 EXTRA_PREFIX = "extra_"

@@ -15,15 +15,16 @@ def summarize(result: SimResult) -> dict[str, Any]:
     """Figures of one run, in seconds, bytes, joules and inferences per second.
 
     Keys: ``inferences``, ``completed``, ``failed``, ``latency_s`` (p50, p95, mean over completed
-    inferences, from injection to the last board's output), ``throughput_per_s`` (completed
+    inferences, from injection to the result leaving the pipeline, see :func:`output_times`),
+    ``throughput_per_s`` (completed
     inferences per second between the first and last completion), ``network_s`` and
     ``inference_s`` (summed transfer and compute time, the paper's Figure 5a), ``stages`` and
-    ``links`` (per board and per link), ``energy_j`` (per board by state) and
-    ``energy_per_inference_j``.
+    ``links`` (per stage and per stage boundary, replicas pooled), ``energy_j`` (per physical
+    board by state) and ``energy_per_inference_j``.
     """
     n = len(result.plan.stages)
     done = result.completed
-    out_end = {e.inference: e.inference_end_s for e in result.stage_events if e.stage == n}
+    out_end = output_times(result)
     latencies = np.array([out_end[i] - result.injected_s[i] for i in done])
     # Steady state: the median gap between results once the pipeline is full (NaN for runs too
     # short to have one: fewer than three results).
@@ -92,6 +93,15 @@ def summarize(result: SimResult) -> dict[str, Any]:
     }
 
 
+def output_times(result: SimResult) -> dict[int, float]:
+    """When each inference's result left the pipeline (s): the in-order release the simulator
+    records (``SimResult.output_s``), else the end of the last stage's inference (NaN: lost)."""
+    if result.output_s:
+        return dict(enumerate(result.output_s))
+    n = len(result.plan.stages)
+    return {e.inference: e.inference_end_s for e in result.stage_events if e.stage == n}
+
+
 def nanmean(values: list[float]) -> float:
     """Mean of the values that are not NaN (NaN when none is)."""
     finite = [v for v in values if not math.isnan(v)]
@@ -108,13 +118,8 @@ PERIODS_PER_WINDOW = 5.0
 
 
 def completion_times(result: SimResult) -> list[float]:
-    """Times (s) at which results left the last board, in order."""
-    n = len(result.plan.stages)
-    return sorted(
-        e.inference_end_s
-        for e in result.stage_events
-        if e.stage == n and not math.isnan(e.inference_end_s)
-    )
+    """Times (s) at which results left the pipeline, in order."""
+    return sorted(t for t in output_times(result).values() if not math.isnan(t))
 
 
 def throughput_windows(
