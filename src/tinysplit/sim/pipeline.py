@@ -28,7 +28,9 @@ import numpy as np
 
 from tinysplit.errors import ConfigError
 from tinysplit.links import LinkConditions, LinkModel, Mode, TransferResult, make_link
+from tinysplit.links.adaptive import AdaptiveWindow, adaptive_transfer
 from tinysplit.links.calibration import active_calibration
+from tinysplit.links.hybrid import check_wake, hybrid_link
 from tinysplit.partition import Plan
 from tinysplit.partition.cost import load_compute_model
 from tinysplit.sim import engine as heapq_engine
@@ -70,6 +72,11 @@ class PipelineConfig:
         rssi_matrix_dbm: RSSI of every board pair (B x B, dBm, NaN: no usable link), instead of
             ``rssi_dbm`` or ``positions_m``.
         windows: one application window per stage boundary (overrides ``window``).
+        adaptive_window: reliable mode: every link's sender adapts its in-flight window to ACK
+            timing and losses (:mod:`tinysplit.links.adaptive`); the window above stays the
+            receiver's acknowledgment cadence.
+        wake: ``"ble"``: hybrid transport: boards sleep on BLE between tensors and wake the data
+            radio (``transport``: wifi or espnow) for each one (:mod:`tinysplit.links.hybrid`).
     """
 
     transport: str
@@ -86,6 +93,8 @@ class PipelineConfig:
     placement: tuple[tuple[int, ...], ...] | None = None
     rssi_matrix_dbm: tuple[tuple[float, ...], ...] | None = None
     windows: tuple[int, ...] | None = None
+    adaptive_window: bool = False
+    wake: str | None = None
 
     def __post_init__(self) -> None:
         if self.window < 1:
@@ -102,6 +111,9 @@ class PipelineConfig:
         if self.windows is not None:
             object.__setattr__(self, "windows", tuple(self.windows))
         check_placement_fields(self)
+        check_wake(self.transport, self.wake)
+        if self.adaptive_window and self.mode is not Mode.RELIABLE:
+            raise ConfigError("adaptive_window needs reliable mode (paper mode keeps its window)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,9 +223,11 @@ class _Run:
         calibration = active_calibration()  # a user calibration file's fitted corrections
         scale = calibration.compute_scale
         self.compute_s = [s.estimated_compute_s / speedup * scale for s in plan.stages]
-        self.link = link or make_link(config.transport, config.link_profile)
+        data_link = link or make_link(config.transport, config.link_profile)
+        self.link = hybrid_link(data_link, config.wake)
         self.link_fit = calibration.link(config.transport)
         self.rngs = [np.random.default_rng([config.seed, b]) for b in range(boards)]
+        self.controllers: dict[tuple[int, int], AdaptiveWindow] = {}
         env = self.env
         self.inbox = [backend.Store(env, capacity=1_000_000) for _ in range(boards)]
         self.rx_slot = [backend.Resource(env, capacity=1) for _ in range(boards)]
@@ -293,13 +307,14 @@ class _Run:
             radios = (0,) if len(self.radios) == 1 else (min(a, b), max(a, b))
             grants = yield from self._take_radios(radios)
             cond = conditions[a, b]
-            result = self.link_fit.apply(self.link.transfer(size, cond, self.rngs[a]))
+            result = self.link_fit.apply(self._transfer(a, b, size, cond))
             start = self.env.now
             yield self.env.timeout(result.duration_s)
             self._free_radios(radios, grants)
             self.events[i, k].update(send_start_s=start, send_end_s=self.env.now)
+            used = self.controllers[a, b].window if (a, b) in self.controllers else window
             self.link_events.append(
-                LinkEvent(i, k + 1, size, cond.rssi_dbm, window, result, a + 1, b + 1)
+                LinkEvent(i, k + 1, size, cond.rssi_dbm, used, result, a + 1, b + 1)
             )
             self._account_radio(a, b, result)
             self.tx_slot[a].release(tx_req)
@@ -311,6 +326,13 @@ class _Run:
                 for later in range(k + 2, len(self.plan.stages)):
                     self._resolve(self.dep.board_of(later, i), i)
                 self._finish(i, delivered=False)
+
+    def _transfer(self, a: int, b: int, size: int, cond: LinkConditions) -> TransferResult:
+        """One tensor from board ``a`` to ``b``, through the link's adaptive controller when on."""
+        if not self.config.adaptive_window:
+            return self.link.transfer(size, cond, self.rngs[a])
+        controller = self.controllers.setdefault((a, b), AdaptiveWindow.for_cadence(cond.window))
+        return adaptive_transfer(self.link, size, cond, self.rngs[a], controller)
 
     def _take_radios(self, radios: tuple[int, ...]) -> Generator[Any, Any, list[Any]]:
         """Get the radios a transfer needs.
@@ -429,7 +451,7 @@ def simulate(
                 run.env.process(run.sender(b, k))
     run.env.run()
     duration = run.env.now
-    power = PowerModel.for_transport(config.transport, dual_core=config.dual_core)
+    power = PowerModel.for_transport(config.transport, dual_core=config.dual_core, wake=config.wake)
     powered = set(dep.stage_of()) | ({config.ap_board - 1} if config.transport == "wifi" else set())
     return SimResult(
         config=config,
