@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from tinysplit.links.base import LinkConditions, LinkModel, Mode, TransferResult, Transport
 from tinysplit.links.calibration import default_profile, profile_names
+from tinysplit.links.estimate import link_time_s
 
 __all__ = [
     "LinkConditions",
@@ -15,6 +16,7 @@ __all__ = [
     "TransferResult",
     "Transport",
     "default_profile",
+    "link_time_s",
     "make_link",
     "profile_names",
 ]

@@ -159,3 +159,30 @@ def faded_per(
     """
     k = error_constant(per, ref)
     return faded_packet_error_rate(frame_bytes, rssi_dbm, sens_dbm, k, kf)
+
+
+def calibrated_rssi_matrix(
+    positions_m: Sequence[Sequence[float]], transport: str, rng: np.random.Generator
+) -> FloatArray:
+    """RSSI matrix (dBm) of boards at ``positions_m`` with the packaged path-loss constants.
+
+    Uses the ``[signal]`` table of ``links/data/esp32s3.toml`` (path loss at 1 m, exponent,
+    shadowing) and the transport's TX power; one shadowing draw per pair from ``rng``. The
+    simulator seeds ``rng`` with ``[seed, 999]``; callers that want the simulator's matrix do
+    the same.
+
+    Raises:
+        ConfigError: unknown transport, or positions :meth:`PathLoss.rssi_matrix` rejects.
+    """
+    from tinysplit.links.calibration import section
+
+    signal = section("signal")
+    path = PathLoss(
+        loss_at_1m_db=float(signal["loss_at_1m_db"]),
+        exponent=float(signal["exponent"]),
+        shadowing_sigma_db=float(signal["shadowing_sigma_db"]),
+    )
+    powers = signal["tx_power_dbm"]
+    if transport not in powers:
+        raise ConfigError(f"unknown transport {transport!r} (valid: {', '.join(powers)})")
+    return path.rssi_matrix(positions_m, float(powers[transport]), rng)

@@ -14,6 +14,8 @@ from __future__ import annotations
 from tinysplit.partition.cost import ComputeModel, layer_class, layer_compute_s, load_compute_model
 from tinysplit.partition.memory import MemoryModel, StageMemory
 from tinysplit.partition.partitioners import partition, plan_from_cuts
+from tinysplit.partition.period import PeriodBreakdown, period_breakdown, period_s
+from tinysplit.partition.placement import Placement, identity_placement, place
 from tinysplit.partition.plan import (
     OBJECTIVES,
     SCHEMA_VERSION,
@@ -32,6 +34,7 @@ from tinysplit.partition.profiles import (
     load_transport,
     load_transports,
 )
+from tinysplit.partition.rssi import RssiMatrix, load_rssi_matrix, rssi_from_positions
 
 __all__ = [
     "DEFAULT_PROFILE",
@@ -44,16 +47,25 @@ __all__ = [
     "DeviceProfile",
     "MemoryModel",
     "OutgoingTensor",
+    "PeriodBreakdown",
+    "Placement",
     "Plan",
+    "RssiMatrix",
     "Stage",
     "StageMemory",
     "TransportSpec",
+    "identity_placement",
     "layer_class",
     "layer_compute_s",
     "load_compute_model",
     "load_profile",
+    "load_rssi_matrix",
     "load_transport",
     "load_transports",
     "partition",
+    "period_breakdown",
+    "period_s",
+    "place",
     "plan_from_cuts",
+    "rssi_from_positions",
 ]
