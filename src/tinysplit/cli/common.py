@@ -36,6 +36,16 @@ def cuts(text: str) -> list[int]:
         ) from None
 
 
+def optimizations(text: str) -> tuple[str, ...]:
+    from tinysplit.errors import ConfigError
+    from tinysplit.partition.joint import parse_optimizations
+
+    try:
+        return parse_optimizations(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)

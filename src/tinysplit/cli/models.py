@@ -90,13 +90,19 @@ def _layer_sqnr(graph: Any, samples: int) -> dict[str, float]:
 
 
 def cmd_partition(args: argparse.Namespace, console: Console) -> int:
-    """Split a model into stages and print (and optionally save) the plan."""
+    """Split a model into stages and print (and optionally save) the plan.
+
+    With ``--optimize``, also choose placement, windows and replicas for the boards of ``--rssi``
+    (:func:`tinysplit.partition.joint.optimize`); the plan then carries a deployment.
+    """
     from tinysplit.model import load_model
     from tinysplit.partition import partition, plan_from_cuts
 
     graph = load_model(args.model)
     rate = None if args.link_rate_kbps is None else args.link_rate_kbps * 1e3
-    if args.cuts is not None:
+    if args.optimize is not None:
+        plan = _optimized_plan(args, graph)
+    elif args.cuts is not None:
         plan = plan_from_cuts(
             graph, args.cuts, profile=args.profile, transport=args.transport, link_rate_bps=rate
         )
@@ -116,12 +122,51 @@ def cmd_partition(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         emit_json(plan.to_dict())
         return 0
-    from tinysplit.partition.render import plan_table
+    from tinysplit.partition.render import deployment_table, plan_table
 
     console.print(plan_table(plan))
+    if plan.deployment is not None:
+        console.print(deployment_table(plan))
     if args.out is not None:
         console.print(f"plan written to {args.out}")
     return 0
+
+
+def _optimized_plan(args: argparse.Namespace, graph: Any) -> Any:
+    """The plan of ``partition --optimize``: boards from ``--rssi`` (or ``--devices`` on a desk)."""
+    from tinysplit.errors import ConfigError
+    from tinysplit.partition.joint import optimize
+    from tinysplit.partition.rssi import load_rssi_matrix
+
+    if args.objective != "bottleneck" or args.link_rate_kbps is not None:
+        raise ConfigError(
+            "--optimize prices every link from its RSSI: drop --objective and --link-rate-kbps"
+        )
+    if args.rssi is None and args.devices is None:
+        raise ConfigError(
+            "--optimize needs the boards: --rssi FILE (their pairwise RSSI) or --devices N "
+            "(N boards 0.5 m apart)"
+        )
+    rssi = load_rssi_matrix(
+        args.rssi or "desk",
+        boards=None if args.rssi else args.devices,
+        transport=args.transport,
+    )
+    return optimize(
+        graph,
+        rssi,
+        optimizations=args.optimize,
+        transport=args.transport,
+        device_profile=args.profile,
+        link_profile=args.link_profile,
+        mode=args.mode,
+        window=args.window,
+        strategy=args.strategy,
+        # Without --rssi, --devices counts the boards: replication may use fewer stages.
+        devices=None if args.rssi is None and "replication" in args.optimize else args.devices,
+        cuts=args.cuts,
+        replicate_for=args.replicate_for,
+    )
 
 
 # --------------------------------------------------------------------------------------- export

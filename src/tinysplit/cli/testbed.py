@@ -117,6 +117,7 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
     from tinysplit.links.calibration import active_calibration, sourced_goodput_bps
     from tinysplit.model import load_model
     from tinysplit.partition import Plan, partition
+    from tinysplit.sim.deployment import deployment_fields
     from tinysplit.sim.layout import load_layout
     from tinysplit.sim.metrics import summarize
     from tinysplit.sim.pipeline import PipelineConfig, simulate
@@ -147,7 +148,12 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
             transport=args.transport,
             link_rate_bps=sourced_goodput_bps(args.transport, args.profile),
         )
-    layout = load_layout(args.positions, len(plan.stages))
+    deployed = deployment_fields(plan)
+    if deployed and args.positions is not None:
+        raise ConfigError(
+            f"plan {str(args.plan)!r} has a deployment (boards and their RSSI): drop --positions"
+        )
+    layout = load_layout(args.positions or "desk", len(plan.stages)) if not deployed else None
     config = PipelineConfig(
         transport=args.transport,
         link_profile=args.profile,
@@ -157,8 +163,11 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
         seed=args.seed,
         interval_s=args.interval_s,
         dual_core=args.dual_core,
-        rssi_dbm=layout.rssi_dbm,
-        positions_m=layout.positions_m,
+        rssi_dbm=layout.rssi_dbm if layout else None,
+        positions_m=layout.positions_m if layout else None,
+        adaptive_window=args.adaptive_window,
+        wake=args.wake,
+        **deployed,
     )
     summary = summarize(simulate(plan, config))
     if args.json:

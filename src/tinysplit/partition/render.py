@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from tinysplit.partition.deployment import Deployment
+from tinysplit.partition.period import pair_weights
 from tinysplit.partition.plan import Plan
 
 
@@ -50,3 +52,44 @@ def plan_table(plan: Plan) -> Table:
             f"{s.estimated_send_s:.3f}",
         )
     return table
+
+
+def deployment_table(plan: Plan) -> Table:
+    """One row per stage of ``plan.deployment``: boards (replicas), window of its link."""
+    deployment = plan.deployment
+    assert deployment is not None, "the plan has no deployment"
+    names = deployment.board_names
+    optimized = ", ".join(deployment.optimized) or "nothing"
+    table = Table(
+        title=f"deployment on {len(names)} boards (optimized: {optimized})",
+        caption=(
+            f"modelled period {deployment.period_s:.3f} s per inference "
+            f"({1.0 / deployment.period_s:.4f} inf/s); replicas take inferences round-robin"
+        ),
+    )
+    for column in ("stage", "layers", "boards", "replicas", "window out", "RSSI out dBm"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for k, (stage, group) in enumerate(zip(plan.stages, deployment.boards, strict=True)):
+        last = k == len(plan.stages) - 1
+        rssi = "" if last else " ".join(f"{v:.0f}" for v in _pair_rssi(deployment, k))
+        table.add_row(
+            str(stage.device),
+            f"{stage.first_layer}-{stage.last_layer}",
+            ", ".join(names[b] for b in group),
+            str(len(group)),
+            "" if last else str(deployment.windows[k]),
+            rssi,
+        )
+    return table
+
+
+def _pair_rssi(deployment: Deployment, boundary: int) -> list[float]:
+    """RSSI of the board pairs that carry tensors across ``boundary`` (round-robin pairs)."""
+    senders, receivers = deployment.boards[boundary], deployment.boards[boundary + 1]
+    weights = pair_weights(len(senders), len(receivers))
+    return [
+        deployment.rssi_dbm[a][b]
+        for j, a in enumerate(senders)
+        for k, b in enumerate(receivers)
+        if weights[j, k] > 0
+    ]

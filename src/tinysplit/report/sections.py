@@ -211,7 +211,7 @@ def _transports(runs: Runs, colors: Mapping[str, str]) -> Drawn:
     caption = (
         "Latency: one inference through an idle pipeline, every completed inference of the "
         "latency runs (bar: p50, tick: p95). Throughput and energy: the back-to-back stream "
-        "runs (summary.csv `throughput_per_s`, the median gap between results once the "
+        "runs (summary.csv `throughput_per_s`, the mean gap between results once the "
         "pipeline is full; energy.csv by state / completed inferences)."
     )
     return Drawn(figure=figures.transports(table, energy, colors), caption=caption,

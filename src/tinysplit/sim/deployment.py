@@ -25,6 +25,7 @@ import numpy as np
 from tinysplit.errors import ConfigError
 from tinysplit.links.calibration import section
 from tinysplit.links.signal import PathLoss
+from tinysplit.partition.plan import Plan
 
 #: A placement: per stage, the physical boards (0-based) running it.
 PlacementT = tuple[tuple[int, ...], ...]
@@ -250,3 +251,17 @@ def _known_boards(config: Any) -> int | None:
 def pair_mean(values: Sequence[float]) -> float:
     """Mean of a boundary's per-pair values (the value itself with one pair)."""
     return values[0] if len(values) == 1 else float(np.mean(values))
+
+
+def deployment_fields(plan: Plan) -> dict[str, Any]:
+    """The :class:`~tinysplit.sim.pipeline.PipelineConfig` fields that run ``plan`` where its
+    deployment (``partition --optimize``) says: placement, RSSI matrix and windows; empty for a
+    plan without one."""
+    chosen = plan.deployment
+    if chosen is None:
+        return {}
+    return {
+        "placement": chosen.boards,
+        "rssi_matrix_dbm": chosen.rssi_dbm,
+        "windows": chosen.windows,
+    }

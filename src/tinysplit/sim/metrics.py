@@ -16,8 +16,8 @@ def summarize(result: SimResult) -> dict[str, Any]:
 
     Keys: ``inferences``, ``completed``, ``failed``, ``latency_s`` (p50, p95, mean over completed
     inferences, from injection to the result leaving the pipeline, see :func:`output_times`),
-    ``throughput_per_s`` (completed
-    inferences per second between the first and last completion), ``network_s`` and
+    ``throughput_per_s`` (completed inferences per second between the second and the last
+    completion: the mean steady rate once the pipeline is full), ``network_s`` and
     ``inference_s`` (summed transfer and compute time, the paper's Figure 5a), ``stages`` and
     ``links`` (per stage and per stage boundary, replicas pooled), ``energy_j`` (per physical
     board by state) and ``energy_per_inference_j``.
@@ -26,10 +26,11 @@ def summarize(result: SimResult) -> dict[str, Any]:
     done = result.completed
     out_end = output_times(result)
     latencies = np.array([out_end[i] - result.injected_s[i] for i in done])
-    # Steady state: the median gap between results once the pipeline is full (NaN for runs too
-    # short to have one: fewer than three results).
+    # Steady state: the mean gap between results once the pipeline is full (NaN for runs too
+    # short to have one: fewer than three results). Not the median: replicated stages release
+    # results in bursts, whose median gap is far shorter than the period.
     gaps = np.diff(np.sort(np.array([out_end[i] for i in done])))[1:]
-    throughput = 1.0 / float(np.median(gaps)) if len(gaps) and np.median(gaps) > 0 else math.nan
+    throughput = 1.0 / float(np.mean(gaps)) if len(gaps) and np.mean(gaps) > 0 else math.nan
     stages = []
     for k in range(1, n + 1):
         events = [e for e in result.stage_events if e.stage == k]
