@@ -16,10 +16,18 @@ from pathlib import Path
 from rich.console import Console
 
 from tinysplit import __version__
-from tinysplit.cli.common import Handler, cuts, devices, positive_float, positive_int
+from tinysplit.cli.common import (
+    Handler,
+    cuts,
+    devices,
+    optimizations,
+    positive_float,
+    positive_int,
+)
 from tinysplit.cli.hardware import add_parsers as add_hardware_parsers
 from tinysplit.cli.models import cmd_export, cmd_model_show, cmd_partition
 from tinysplit.cli.report import add_parsers as add_report_parsers
+from tinysplit.cli.sweep import add_parsers as add_sweep_parsers
 from tinysplit.cli.testbed import cmd_links_check, cmd_links_show, cmd_simulate
 from tinysplit.errors import TinysplitError
 
@@ -95,6 +103,33 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KBPS",
         help="link goodput for the bottleneck objective (default: the transport's sourced rate)",
     )
+    part.add_argument(
+        "--optimize", type=optimizations, default=None, metavar="LIST",
+        help="also choose any of placement,window,replication for the boards of --rssi "
+        "(adds a deployment to the plan; docs/beyond-the-paper.md)",
+    )  # fmt: skip
+    part.add_argument(
+        "--rssi", default=None, metavar="FILE|LAYOUT",
+        help="with --optimize: the boards' pairwise RSSI (TOML/JSON matrix, positions, "
+        "'tinysplit survey --json' output, or a layout name; default: --devices boards 0.5 m "
+        "apart, see docs/placement.md)",
+    )  # fmt: skip
+    part.add_argument(
+        "--link-profile", default=None, help="with --optimize: link profile (links show)"
+    )
+    part.add_argument(
+        "--mode", choices=("paper", "reliable"), default="reliable",
+        help="with --optimize: protocol mode of the links (default reliable)",
+    )  # fmt: skip
+    part.add_argument(
+        "--window", type=positive_int, default=6,
+        help="with --optimize: window of every link unless 'window' is optimized (default 6)",
+    )  # fmt: skip
+    part.add_argument(
+        "--replicate-for", choices=("throughput", "energy"), default="throughput",
+        help="with --optimize replication: fastest pipeline, or the most even power per board "
+        "so no board dies first (default throughput)",
+    )  # fmt: skip
     part.add_argument("--json", action="store_true", help="print the plan as JSON")
     part.add_argument("--out", type=Path, default=None, help="write the plan to this JSON file")
     part.set_defaults(handler=cmd_partition)
@@ -140,12 +175,22 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--window", type=positive_int, default=6, help="frames per acknowledgment")
     sim.add_argument("--inferences", type=positive_int, default=10)
     sim.add_argument(
-        "--positions", default="desk",
+        "--positions", default=None,
         help="layout name (paper, desk, room) or TOML/JSON file with rssi_dbm, positions or "
-        "spacing_m (default desk)",
+        "spacing_m (default desk; a plan with a deployment brings its own)",
     )  # fmt: skip
     sim.add_argument("--interval-s", type=positive_float, default=None, help="input interval")
     sim.add_argument("--dual-core", action="store_true", help="run ESP-DL on both cores")
+    sim.add_argument(
+        "--adaptive-window", action="store_true",
+        help="reliable mode: each link's sender adapts its in-flight window (--window stays "
+        "the acknowledgment cadence)",
+    )  # fmt: skip
+    sim.add_argument(
+        "--wake", choices=("ble",), default=None,
+        help="hybrid transport (wifi, espnow): boards sleep on BLE and wake the data radio per "
+        "tensor (docs/hybrid.md)",
+    )  # fmt: skip
     sim.add_argument(
         "--calibration", type=Path, default=None, metavar="FILE",
         help="user calibration file from 'tinysplit calibrate' (default: $TINYSPLIT_CALIBRATION, "
@@ -173,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_parsers(commands)
     add_hardware_parsers(commands)
+    add_sweep_parsers(commands)
     return parser
 
 

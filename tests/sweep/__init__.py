@@ -1,0 +1,1 @@
+"""Tests of tinysplit.sweep and ``tinysplit sweep``."""
