@@ -138,7 +138,7 @@ def pair_marks(marks: Marks, *, stages: int, injected: int, failures: Mapping[in
     transfers.sort(key=lambda t: (_finished(t), t.stage))
     every = [t for per_stage in marks.values() for times in per_stage.values() for t in times]
     return Paired(
-        stage_events=[StageEvent(i, s, **f) for (i, s), f in sorted(fields.items())],
+        stage_events=[StageEvent(i, s, board=s, **f) for (i, s), f in sorted(fields.items())],
         transfers=transfers,
         injected_s=injected_s,
         duration_s=max(every, default=0.0),
