@@ -342,12 +342,18 @@ def test_what_boards_cannot_be_told_is_unsupported(inventory: Inventory, small_p
         ({"link_profile": "paper"}, "simulator calibration"),
         ({"dual_core": True}, "firmware build option"),
         ({"ap_board": 2}, "SoftAP"),
+        ({"placement": ((0,), (2,), (1,))}, "simulator deployments"),
+        ({"rssi_matrix_dbm": ((math.nan, -60.0), (-60.0, math.nan))}, "simulator deployments"),
+        ({"windows": (6, 3)}, "one window per link"),
+        ({"adaptive_window": True}, "TINYSPLIT_ADAPTIVE_WINDOW"),
     ]:
         config = dataclasses.replace(base, **change)
         reason = testbed.unsupported(config)
         assert reason is not None and words in reason
         with pytest.raises(ConfigError, match=words):
             testbed.run(small_plan, config)
+    hybrid = testbed.unsupported(PipelineConfig(transport="wifi", wake="ble"))
+    assert hybrid is not None and "hybrid" in hybrid
     with pytest.raises(ConfigError, match=r"the plan has 2 stages but .* lists 3 boards"):
         testbed.run(plan_from_cuts(load_model(SMALL), [30]), base)
 

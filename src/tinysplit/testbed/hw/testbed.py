@@ -94,7 +94,8 @@ class HardwareTestbed(Testbed):
 
         Boards stand where they stand and run the link and core settings of their firmware: link
         RSSIs, positions, link profiles, dual-core inference and the Wi-Fi AP board are not set
-        from the host. Window and mode are (``config`` + ``reset``).
+        from the host, nor are deployments (placement, replicas, per-link windows), the adaptive
+        window or the hybrid transport. Window and mode are (``config`` + ``reset``).
         """
         if config.rssi_dbm is not None or config.positions_m is not None:
             return (
@@ -107,6 +108,17 @@ class HardwareTestbed(Testbed):
             return "dual-core inference is a firmware build option, not set from the host"
         if config.ap_board != 1:
             return "the Wi-Fi SoftAP board is a firmware setting (stage 1), not set from the host"
+        if config.rssi_matrix_dbm is not None or config.placement is not None:
+            return (
+                "the inventory fixes which board runs which stage (one board per stage): "
+                "placements, replicas and RSSI matrices are simulator deployments"
+            )
+        if config.windows is not None:
+            return "one window per link is not set from the host (config window=N sets all)"
+        if config.adaptive_window:
+            return "the adaptive window is a firmware build option (TINYSPLIT_ADAPTIVE_WINDOW)"
+        if config.wake is not None:
+            return "the hybrid transport's ESP-IDF glue is not written yet (docs/hybrid.md)"
         return None
 
     def run(self, plan: Plan, config: PipelineConfig) -> HardwareResult:
