@@ -224,3 +224,20 @@ def test_archive_records_boards_and_reads_version_1(tmp_path: Path, replicated: 
     assert list(v1.inferences.board) == list(v1.inferences.stage)
     assert list(v1.links.receiver_board) == list(v1.links.stage + 1)
     assert list(v1.summary.stages) == list(v1.summary.boards)
+
+
+def test_round_robin_pairs_that_never_talk_need_no_link() -> None:
+    # Two replicas feeding two: replica j only ever sends to replica j (inference i goes from
+    # i mod 2 to i mod 2), so the crossed pairs 0-3 and 1-2 may have no link at all.
+    linked = {(0, 2), (1, 3), (2, 4), (3, 4)}
+    matrix = tuple(
+        tuple(-60.0 if (a, b) in linked or (b, a) in linked else NAN for b in range(5))
+        for a in range(5)
+    )
+    config = PipelineConfig(
+        transport="ble", inferences=6, rssi_matrix_dbm=matrix, placement=((0, 1), (2, 3), (4,))
+    )
+    result = simulate(three_stage_plan(), config, link=FixedLink(0.5))
+    assert len(result.completed) == 6
+    pairs = {(e.sender, e.receiver) for e in result.link_events if e.stage == 1}
+    assert pairs == {(1, 3), (2, 4)}  # 1-based physical boards

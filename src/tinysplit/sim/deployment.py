@@ -153,8 +153,11 @@ def resolve(config: Any, stages: int) -> Deployment:
     hops = tuple(
         {
             (a, b): _hop(config, boundary, a, b, (stages, boards))
-            for a in placement[boundary]
-            for b in placement[boundary + 1]
+            for j, a in enumerate(placement[boundary])
+            for k, b in enumerate(placement[boundary + 1])
+            # Round-robin sends inference i from replica i mod r to replica i mod r': only pairs
+            # with j = k modulo gcd(r, r') ever carry a tensor.
+            if (j - k) % math.gcd(len(placement[boundary]), len(placement[boundary + 1])) == 0
         }
         for boundary in range(stages - 1)
     )
@@ -187,7 +190,9 @@ def rssi_per_boundary(config: Any, stages: int) -> tuple[float, ...]:
 def _needed(matrix: np.ndarray, a: int, b: int) -> float:
     value = float(matrix[a, b])
     if math.isnan(value):
-        raise ConfigError(f"no usable link between boards {a} and {b} (RSSI NaN) but one is needed")
+        raise ConfigError(
+            f"no usable link between boards {a} and {b} (0-based; RSSI NaN) but one is needed"
+        )
     return value
 
 
