@@ -105,7 +105,8 @@ def candidate_rates(
         times = link_times_s(
             transport, RATE_PROBE_BYTES, picks, profile=profile, window=window, mode=mode
         )
-        rates |= {round(RATE_PROBE_BYTES * 8.0 / t) for t in times if np.isfinite(t) and t > 0}
+        found = RATE_PROBE_BYTES * 8.0 / times[np.isfinite(times) & (times > 0)]
+        rates |= {round(r) for r in found if r >= 1.0}
     return sorted(float(r) for r in rates)
 
 
@@ -323,16 +324,20 @@ def _deploy(
         )
 
     windows = (window,) * len(sizes)
-    boards = identity_placement(len(replicas), replicas)
+    chain = identity_placement(len(replicas), replicas)
+    boards = chain
     if sum(replicas) > rssi.boards:
         return None
     for _ in range(MAX_ROUNDS):
         cost = times(windows)
         if "placement" in chosen:
             try:
-                boards = solve(compute, cost, replicas, shared_channel=shared).boards
+                found = solve(compute, cost, replicas, shared_channel=shared)
             except PartitionError:
                 return None
+            # Boards move only for a modelled gain: ties keep stage k on board k.
+            stay = breakdown_from_times(compute, cost, chain, transport=transport).period_s
+            boards = found.boards if found.period_s < stay * (1.0 - 1e-9) else chain
         if "window" not in chosen:
             break
         better = _best_windows(windows, boards, sizes, rssi, transport, profile, mode, ap_board)
