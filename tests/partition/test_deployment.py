@@ -13,7 +13,7 @@ import pytest
 from tinysplit.errors import ConfigError
 from tinysplit.model import Graph
 from tinysplit.partition import Plan, partition
-from tinysplit.partition.deployment import Deployment, chain_boards
+from tinysplit.partition.deployment import Deployment
 
 NAN = math.nan
 
@@ -92,8 +92,3 @@ def test_malformed_deployment_json(plan: Plan) -> None:
     data["deployment"]["boards"][0] = [True]
     with pytest.raises(ConfigError, match="expected an integer"):
         Plan.from_dict(data)
-
-
-def test_chain_boards() -> None:
-    assert chain_boards((1, 1, 1)) == ((0,), (1,), (2,))
-    assert chain_boards((2, 1, 3)) == ((0, 1), (2,), (3, 4, 5))

@@ -10,8 +10,8 @@ import pytest
 from tests.sim.fixed_link import FixedLink, three_stage_plan
 from tinysplit.errors import ConfigError
 from tinysplit.sim import PipelineConfig, simulate
+from tinysplit.sim.deployment import rssi_matrix
 from tinysplit.sim.metrics import summarize
-from tinysplit.sim.pipeline import _rssi_matrix
 
 RSSI = (-60.0, -70.0)
 
@@ -147,6 +147,6 @@ def test_wifi_relay_hops_go_through_the_access_point() -> None:
     positions = ((0.0, 0.0), (3.0, 0.0), (9.0, 0.0))  # AP on board 1, at the left end
     config = PipelineConfig(transport="wifi", positions_m=positions, inferences=1, seed=1)
     simulate(three_stage_plan(), config, link=Recording(0.1))
-    matrix = _rssi_matrix(config, 3)
+    matrix = rssi_matrix(config, 3)
     # Link 1 -> 2 starts at the AP: one hop. Link 2 -> 3 goes board 2 -> AP -> board 3.
     assert seen == [(matrix[0, 1], None), (matrix[1, 0], matrix[0, 2])]

@@ -9,7 +9,7 @@ window of every stage boundary, and the RSSI matrix the choice was made for, so 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,13 +107,3 @@ def _int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"expected an integer, got {value!r}")
     return value
-
-
-def chain_boards(replicas: Sequence[int]) -> tuple[tuple[int, ...], ...]:
-    """Stages on consecutive boards in pipeline order: stage 1 on board 0 (and its replicas on
-    the boards after it), then stage 2, and so on."""
-    groups, first = [], 0
-    for count in replicas:
-        groups.append(tuple(range(first, first + count)))
-        first += count
-    return tuple(groups)

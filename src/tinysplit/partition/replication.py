@@ -110,11 +110,9 @@ class ReplicatedPlan:
     @property
     def placement(self) -> tuple[tuple[int, ...], ...]:
         """Stage s on consecutive boards (0-based), for ``PipelineConfig.placement``."""
-        out, first = [], 0
-        for r in self.replicas:
-            out.append(tuple(range(first, first + r)))
-            first += r
-        return tuple(out)
+        from tinysplit.partition.placement import identity_placement
+
+        return identity_placement(len(self.replicas), self.replicas)
 
     @property
     def throughput_per_s(self) -> float:

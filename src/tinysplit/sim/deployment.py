@@ -23,8 +23,7 @@ from typing import Any
 import numpy as np
 
 from tinysplit.errors import ConfigError
-from tinysplit.links.calibration import section
-from tinysplit.links.signal import PathLoss
+from tinysplit.links.signal import calibrated_rssi_matrix
 from tinysplit.partition.plan import Plan
 
 #: A placement: per stage, the physical boards (0-based) running it.
@@ -94,7 +93,7 @@ class Hop:
 
 
 @dataclass(frozen=True, slots=True)
-class Deployment:
+class ResolvedDeployment:
     """A plan's stages on physical boards, with every link they use.
 
     Attributes:
@@ -119,7 +118,7 @@ class Deployment:
         return {b: s for s, boards in enumerate(self.placement) for b in boards}
 
 
-def resolve(config: Any, stages: int) -> Deployment:
+def resolve(config: Any, stages: int) -> ResolvedDeployment:
     """Place a plan of ``stages`` stages as ``config`` says and work out every link it uses.
 
     Args:
@@ -161,7 +160,7 @@ def resolve(config: Any, stages: int) -> Deployment:
         }
         for boundary in range(stages - 1)
     )
-    return Deployment(placement=placement, boards=boards, windows=tuple(windows), hops=hops)
+    return ResolvedDeployment(placement=placement, boards=boards, windows=tuple(windows), hops=hops)
 
 
 def _hop(config: Any, boundary: int, a: int, b: int, size: tuple[int, int]) -> Hop:
@@ -212,14 +211,8 @@ def rssi_matrix(config: Any, boards: int) -> np.ndarray:
         raise ConfigError(
             f"positions_m has {len(config.positions_m)} boards but the plan has {boards}"
         )
-    signal = section("signal")
-    path = PathLoss(
-        loss_at_1m_db=float(signal["loss_at_1m_db"]),
-        exponent=float(signal["exponent"]),
-        shadowing_sigma_db=float(signal["shadowing_sigma_db"]),
-    )
-    tx = float(signal["tx_power_dbm"][config.transport])
-    return path.rssi_matrix(config.positions_m, tx, np.random.default_rng([config.seed, 999]))
+    rng = np.random.default_rng([config.seed, 999])
+    return calibrated_rssi_matrix(config.positions_m, config.transport, rng)
 
 
 def check_placement_fields(config: Any) -> None:

@@ -35,13 +35,12 @@ from tinysplit.partition import Plan
 from tinysplit.partition.cost import load_compute_model
 from tinysplit.sim import engine as heapq_engine
 from tinysplit.sim.deployment import (
-    Deployment,
+    ResolvedDeployment,
     check_placement_fields,
     normalize_matrix,
     normalize_placement,
     pair_mean,
     resolve,
-    rssi_matrix,
 )
 from tinysplit.sim.energy import STATES, PowerModel
 
@@ -213,7 +212,7 @@ class _Run:
         config: PipelineConfig,
         backend: ModuleType,
         link: LinkModel | None,
-        deployment: Deployment,
+        deployment: ResolvedDeployment,
     ) -> None:
         self.plan, self.config, self.backend = plan, config, backend
         self.dep = deployment
@@ -492,8 +491,3 @@ def link_hops(config: PipelineConfig, boards: int) -> tuple[list[float], list[fl
     dep = resolve(config, boards)
     first = [hops[dep.placement[k][0], dep.placement[k + 1][0]] for k, hops in enumerate(dep.hops)]
     return [h.rssi_dbm for h in first], [h.relay_rssi_dbm for h in first]
-
-
-def _rssi_matrix(config: PipelineConfig, boards: int) -> np.ndarray:
-    """The RSSI matrix of ``boards`` boards (see :func:`tinysplit.sim.deployment.rssi_matrix`)."""
-    return rssi_matrix(config, boards)
