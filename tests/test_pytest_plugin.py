@@ -79,6 +79,8 @@ def test_device_clock_is_the_benchmark_timer(pytester: pytest.Pytester, tmp_path
         (["--devices", "many"], "*--devices must be a positive integer or auto*"),
         (["--transport", "all", "--profile", "paper"], "*--profile names one transport*"),
         (["--transport", "zigbee"], "*invalid choice: 'zigbee'*"),
+        (["--adaptive-window", "--mode", "paper"], "*--adaptive-window needs --mode reliable*"),
+        (["--wake", "ble"], "*--wake ble (hybrid transport) moves tensors on wifi or espnow*"),
     ],
 )
 def test_bad_options_are_usage_errors(

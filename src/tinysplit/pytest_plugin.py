@@ -57,6 +57,8 @@ class BenchOptions:
     results_dir: Path
     profile: str | None
     positions: str | None
+    adaptive_window: bool = False
+    wake: str | None = None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> BenchOptions:
@@ -91,6 +93,17 @@ class BenchOptions:
                         f"--{flag} configures the simulator; boards run their firmware's links "
                         "where they stand (--testbed hw)"
                     )
+        if opt("tinysplit_adaptive_window") and str(opt("tinysplit_mode")) != "reliable":
+            raise pytest.UsageError("--adaptive-window needs --mode reliable")
+        if opt("tinysplit_wake") and transport not in ("wifi", "espnow"):
+            raise pytest.UsageError(
+                "--wake ble (hybrid transport) moves tensors on wifi or espnow: pick one of them"
+            )
+        if testbed == "hw" and (opt("tinysplit_adaptive_window") or opt("tinysplit_wake")):
+            raise pytest.UsageError(
+                "--adaptive-window and --wake are simulator options (on boards they are "
+                "firmware build options)"
+            )
         if transport == "all" and opt("tinysplit_profile"):
             raise pytest.UsageError(
                 "--profile names one transport's link profile: pick a --transport"
@@ -110,6 +123,8 @@ class BenchOptions:
             results_dir=Path(opt("tinysplit_results_dir")),
             profile=opt("tinysplit_profile"),
             positions=opt("tinysplit_positions"),
+            adaptive_window=bool(opt("tinysplit_adaptive_window")),
+            wake=opt("tinysplit_wake"),
         )
 
 
@@ -145,6 +160,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--positions", dest="tinysplit_positions", default=None,
         help="board layout name or file (default: the paper's link RSSIs for 5 boards, "
         "boards 0.5 m apart otherwise)")  # fmt: skip
+    add("--adaptive-window", dest="tinysplit_adaptive_window", action="store_true",
+        help="reliable mode: every link adapts its in-flight window (--window stays the "
+        "acknowledgment cadence)")  # fmt: skip
+    add("--wake", dest="tinysplit_wake", choices=("ble",), default=None,
+        help="hybrid transport (wifi, espnow): boards sleep on BLE between tensors")  # fmt: skip
     add("--calibration", dest="tinysplit_calibration", default=None, metavar="FILE",
         help="user calibration file from 'tinysplit calibrate' for the simulator "
         "(default: $TINYSPLIT_CALIBRATION, else the packaged data)")  # fmt: skip
@@ -324,6 +344,8 @@ class Bench:
             seed=self.options.seed,
             rssi_dbm=layout.rssi_dbm if layout else None,
             positions_m=layout.positions_m if layout else None,
+            adaptive_window=self.options.adaptive_window,
+            wake=self.options.wake,
         )
         return replace(base, **overrides)
 
