@@ -10,6 +10,7 @@ simulator's own records rather than against the archive they were read from.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,44 @@ CUTS = {"paper": (10, 40), "optimal": (20, 40)}
 RSSI_DBM = (-60.0, -70.0)
 POSITIONS_M = ((0.0, 0.0), (0.5, 0.0), (1.5, 0.0))
 WINDOWS = (1, 6, 12)
+#: Four boards' pairwise RSSIs (dBm): the first three run the session split, the fourth is spare.
+RSSI_MATRIX_DBM = (
+    (math.nan, -60.0, -75.0, -80.0),
+    (-60.0, math.nan, -65.0, -70.0),
+    (-75.0, -65.0, math.nan, -62.0),
+    (-80.0, -70.0, -62.0, math.nan),
+)
+
+
+@dataclass(frozen=True)
+class Beyond:
+    """One ``beyond[technique,ble,spare<n>]`` variant: a split, where it runs, its options."""
+
+    technique: str
+    spare: int
+    cuts: tuple[int, ...]
+    placement: tuple[tuple[int, ...], ...]
+    link_profile: str | None = None
+    adaptive_window: bool = False
+
+    @property
+    def params(self) -> str:
+        """The case parameters, as the bench names them."""
+        return f"{self.technique},ble,spare{self.spare}"
+
+
+#: Techniques as ``bench/test_beyond_paper.py`` names them; one stage replicated from
+#: ``replication`` on, and ``joint`` with the spare board as a third replica of stage 1.
+BEYOND = (
+    Beyond(technique="paper", spare=0, cuts=CUTS["paper"], placement=((0,), (1,), (2,))),
+    Beyond(technique="link", spare=0, cuts=CUTS["paper"], placement=((0,), (1,), (2,)),
+           link_profile="nimble-tuned"),
+    Beyond(technique="replication", spare=0, cuts=(20,), placement=((0, 1), (2,))),
+    Beyond(technique="joint", spare=0, cuts=(20,), placement=((0, 1), (2,)),
+           adaptive_window=True),
+    Beyond(technique="joint", spare=1, cuts=(20,), placement=((0, 1, 3), (2,)),
+           adaptive_window=True),
+)  # fmt: skip
 
 
 @dataclass
@@ -51,9 +90,10 @@ def write_bench_like(results_dir: Path, *, families: tuple[str, ...] | None = No
     writer = ArchiveWriter(results_dir, testbed="sim", transport="all", manifest={"test": True})
     recorded = Recorded(path=Path())
 
-    def add(case: str, run: int, plan: Plan, config: PipelineConfig) -> None:
+    def add(case: str, run: int, plan: Plan, config: PipelineConfig,
+            extra: dict[str, object] | None = None) -> None:  # fmt: skip
         result = simulate(plan, config)
-        writer.add(case, result, run=run)
+        writer.add(case, result, run=run, extra=extra)
         recorded.results[(case, run)] = result
 
     def wanted(family: str) -> bool:
@@ -84,5 +124,22 @@ def write_bench_like(results_dir: Path, *, families: tuple[str, ...] | None = No
                 add(f"partition[{name},ble]", k, plan, config)
             config = PipelineConfig(transport="ble", inferences=6, rssi_dbm=RSSI_DBM)
             add(f"partition_stream[{name},ble]", 0, plan, config)
+    if wanted("beyond"):
+        for variant in BEYOND:
+            plan = plan_from_cuts(graph, variant.cuts, transport="ble")
+            recorded.plans[("ble", f"beyond[{variant.params}]")] = plan
+            boards = 3 + variant.spare
+            where = {
+                "placement": variant.placement,
+                "rssi_matrix_dbm": tuple(r[:boards] for r in RSSI_MATRIX_DBM[:boards]),
+                "link_profile": variant.link_profile,
+                "adaptive_window": variant.adaptive_window,
+            }
+            tags = {"technique": variant.technique, "spare": variant.spare}
+            for k in range(2):
+                config = PipelineConfig(transport="ble", inferences=1, seed=k, **where)
+                add(f"beyond[{variant.params}]", k, plan, config, {**tags, "round": k})
+            config = PipelineConfig(transport="ble", inferences=6, **where)
+            add(f"beyond_stream[{variant.params}]", 0, plan, config, tags)
     recorded.path = writer.close(complete=True)
     return recorded

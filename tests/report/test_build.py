@@ -68,8 +68,8 @@ def _tree(root: Path) -> dict[str, str]:
 
 def test_every_figure_with_data_is_written(full: Report) -> None:
     written = {s.id for s in full.sections if s.png is not None}
-    assert written == {section_id for section_id, _, _ in SECTIONS} - {"placement"}
-    assert [s.id for s in full.skipped] == ["placement"]
+    assert written == {section_id for section_id, _, _ in SECTIONS}
+    assert "beyond" in written and full.skipped == ()
     for section in full.sections:
         if section.png is None:
             continue
@@ -99,7 +99,7 @@ def test_html_page_is_valid_self_contained_and_escaped(full: Report) -> None:
         assert image["alt"] == section.title
     assert ODD_NAME in "".join(page.text)  # shown as text...
     assert "<b>" not in text and "run &lt;b&gt;&amp;&quot;1&quot;" in text  # ...escaped
-    assert "Skipped" in page.text and "no placement or replication runs" in text
+    assert "Skipped" not in page.text
 
 
 def test_markdown_links_the_figures_and_lists_what_was_skipped(full: Report) -> None:
@@ -107,7 +107,8 @@ def test_markdown_links_the_figures_and_lists_what_was_skipped(full: Report) -> 
     for section in full.sections:
         if section.png is not None:
             assert f"]({section.png})" in md
-    assert "## Skipped\n\n- **Placement and replication**: no placement" in md
+    assert "## Skipped" not in md
+    assert "| ble | joint | 1 | 2 | 3,1 | 1,2,4 / 3 | paper | yes | " in md  # the beyond table
     assert "| ble | " in md and "| espnow | " in md  # the transport table
     assert "Pearson r of time with bytes: ble +" in md
 
@@ -149,6 +150,13 @@ def test_missing_data_skips_figures_and_keeps_the_others(
         "(Fig. 3) needs window_sweep[...] runs; the archive has none"
     ) in skipped
     assert "**Fig. 10: intermediate tensor size per layer**" in skipped
+    beyond = (
+        "- **Beyond the paper: placement, windows, replication**: beyond the paper needs "
+        "beyond[...] runs; the archive has none (bench/test_beyond_paper.py records them)"
+    )
+    assert beyond in skipped
+    html = (report / "report.html").read_text(encoding="utf-8")
+    assert "Skipped" in html and "beyond the paper needs beyond[...] runs" in html
 
     # Written again over itself: byte for byte the same files, and no stale figure left.
     before = _tree(report)

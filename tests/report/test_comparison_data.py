@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.report.archives import Recorded, write_bench_like
+from tests.report.archives import BEYOND, Recorded, write_bench_like
 from tinysplit.links.calibration import section
 from tinysplit.report import MissingDataError, Runs, load_runs
-from tinysplit.report.partitions import partition_table, placement_results
+from tinysplit.report.beyond import beyond_table
+from tinysplit.report.partitions import partition_table
 from tinysplit.report.runs import parse_case
 from tinysplit.report.transports import (
     current_by_state,
@@ -118,9 +119,42 @@ def test_partition_table_compares_the_strategies(recorded: Recorded, runs: Runs)
     )
 
 
-def test_placement_is_missing_until_recorded(runs: Runs) -> None:
-    with pytest.raises(MissingDataError, match="no placement or replication runs"):
-        placement_results(runs)
+def test_beyond_table_compares_each_technique_with_paper(recorded: Recorded, runs: Runs) -> None:
+    table = beyond_table(runs)
+    assert list(zip(table.technique, table.spare, strict=True)) == [
+        (v.technique, v.spare) for v in BEYOND
+    ]
+    paper = summarize(recorded.runs_of("beyond_stream[paper,ble,spare0]")[0])["throughput_per_s"]
+    for variant, row in zip(BEYOND, table.itertuples(index=False), strict=True):
+        plan = recorded.plans[("ble", f"beyond[{variant.params}]")]
+        stream = summarize(recorded.runs_of(f"beyond_stream[{variant.params}]")[0])
+        latency = _latencies(recorded.runs_of(f"beyond[{variant.params}]"))
+        assert row.series == "ble"
+        assert (row.stages, row.boards) == (len(plan.stages), 3 + variant.spare)
+        assert row.replicas == ",".join(str(len(g)) for g in variant.placement)
+        assert row.placement == " / ".join(
+            ",".join(str(b + 1) for b in g) for g in variant.placement
+        )
+        assert row.boards_used == sum(len(g) for g in variant.placement)
+        assert row.link_profile == (variant.link_profile or "paper")
+        assert row.adaptive_window is variant.adaptive_window
+        assert row.modelled_period_s == pytest.approx(plan.bottleneck_s)
+        assert row.latency_p50_s == pytest.approx(np.median(latency))
+        assert row.throughput_per_s == pytest.approx(stream["throughput_per_s"])
+        assert row.throughput_vs_paper == pytest.approx(stream["throughput_per_s"] / paper)
+    assert table.throughput_vs_paper.iloc[0] == 1.0
+
+
+def test_beyond_table_reads_technique_and_spare_from_extra(tmp_path: Path) -> None:
+    archive = write_bench_like(tmp_path, families=("beyond",)).path
+    for name in ("manifest.json", "summary.csv", "inferences.csv", "links.csv", "energy.csv"):
+        path = archive / name
+        text = path.read_text(encoding="utf-8")
+        path.write_text(text.replace("beyond[joint,ble,spare1]", "beyond"), encoding="utf-8")
+    table = beyond_table(load_runs([archive]))
+    row = table[(table.technique == "joint") & (table.spare == 1)]
+    assert len(row) == 1  # the bare ``beyond`` runs and beyond_stream[joint,ble,spare1]
+    assert row.latency_p50_s.notna().all() and row.throughput_per_s.notna().all()
 
 
 def test_missing_runs_name_what_needs_them(tmp_path: Path) -> None:
@@ -131,6 +165,8 @@ def test_missing_runs_name_what_needs_them(tmp_path: Path) -> None:
         timeline(only_latency)
     with pytest.raises(MissingDataError, match=r"partition comparison needs partition\[\.\.\.\]"):
         partition_table(only_latency)
+    with pytest.raises(MissingDataError, match=r"beyond the paper needs beyond\[\.\.\.\] runs"):
+        beyond_table(only_latency)
 
 
 def test_same_transport_in_two_archives_gives_two_series(recorded: Recorded) -> None:

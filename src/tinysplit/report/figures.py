@@ -1,5 +1,6 @@
 """Figure drawing: one function per figure, from the data of :mod:`tinysplit.report.paper`,
-:mod:`~tinysplit.report.transports` and :mod:`~tinysplit.report.partitions`.
+:mod:`~tinysplit.report.transports`, :mod:`~tinysplit.report.partitions` and
+:mod:`~tinysplit.report.beyond`.
 
 Every function returns a ``matplotlib.figure.Figure``; call them inside
 :func:`tinysplit.report.style.style`. They draw what the data frames hold and compute nothing
@@ -283,4 +284,80 @@ def partitions(frame: pd.DataFrame, colors: Mapping[str, str]) -> Figure:
         ax.set_xticks(range(len(strategies)), strategies, rotation=30, ha="right")
         ax.set(title=title)
     axes[0].legend()
+    return fig
+
+
+#: Above this ratio between the largest and smallest bar, "vs paper" is drawn on a log scale.
+LOG_SPREAD = 8.0
+#: Up to this many series, each "vs paper" bar is labelled with its ratio.
+ANNOTATED_SERIES = 3
+
+
+def beyond(frame: pd.DataFrame, colors: Mapping[str, str]) -> Figure:
+    """Beyond the paper: throughput vs paper per technique, and throughput vs spare boards."""
+    base = frame[frame["spare"] == 0]
+    techniques = list(dict.fromkeys(base["technique"]))
+    series = list(dict.fromkeys(frame["series"]))
+    fig = new_figure(9.6, 3.4)
+    axes = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2.0, 1.0]})
+    ax = axes[0]
+    width = 0.8 / max(len(series), 1)
+    for k, name in enumerate(series):
+        per: dict[Any, Any] = dict(
+            base.loc[base["series"] == name, ["technique", "throughput_vs_paper"]].itertuples(
+                index=False
+            )
+        )
+        x = [i + (k - (len(series) - 1) / 2) * width for i in range(len(techniques))]
+        values = [float(per.get(t, math.nan)) for t in techniques]
+        ax.bar(x, values, width, color=colors[name], label=name)
+        for xi, value in zip(x, values, strict=True):
+            if len(series) <= ANNOTATED_SERIES and not math.isnan(value):
+                ax.annotate(f"{value:.3g}x", (xi, value), xytext=(0, 1.5),
+                            textcoords="offset points", ha="center", va="bottom",
+                            fontsize=6.5)  # fmt: skip
+    ax.axhline(1.0, color="k", lw=0.8, ls="--", label="paper (1x)")
+    ratios = [r for r in base["throughput_vs_paper"] if r > 0 and not math.isnan(r)]
+    if ratios and max(ratios) / min(ratios) > LOG_SPREAD:
+        from matplotlib.ticker import NullFormatter
+
+        low, high = min(1.0, min(ratios)) / 1.3, max(ratios) * 1.6
+        ax.set_yscale("log")
+        ticks = [t * 10.0**e for e in range(-2, 4) for t in (1, 2, 5) if low <= t * 10.0**e <= high]
+        ax.set_yticks(ticks, [f"{t:g}x" for t in ticks])
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_ylim(low, high)
+    else:
+        ax.set_ylim(0, max([1.0, *ratios]) * 1.15)
+    ax.set_xticks(range(len(techniques)), techniques, rotation=30, ha="right")
+    ax.set(title="throughput vs the paper configuration", ylabel="throughput / paper's")
+    ax.legend(loc="upper left")
+    ax = axes[1]
+    spread = frame.groupby(["series", "technique"], sort=False)["spare"].nunique()
+    lines = [(str(s), str(t)) for s, t in spread[spread > 1].index.tolist()]
+    top = 0.0
+    several = len({technique for _, technique in lines}) > 1
+    for name, technique in lines:
+        rows = frame[(frame["series"] == name) & (frame["technique"] == technique)]
+        rows = rows.sort_values("spare", kind="stable")
+        top = max(top, float(rows["throughput_per_s"].fillna(0.0).max()))
+        ax.plot(rows["spare"], rows["throughput_per_s"], "o-", ms=3.5, color=colors[name],
+                label=f"{name}, {technique}" if several else f"{name} ({technique})")  # fmt: skip
+        for x, y, ratio in rows[["spare", "throughput_per_s", "throughput_vs_paper"]].itertuples(
+            index=False
+        ):
+            if len(lines) == 1 and not math.isnan(ratio):  # several lines' labels would collide
+                ax.annotate(f"{ratio:.3g}x", (x, y), xytext=(0, 4), textcoords="offset points",
+                            ha="center", va="bottom", fontsize=6.5)  # fmt: skip
+    if lines:
+        spares = sorted({int(s) for s in frame["spare"]})
+        ax.set_xticks(spares)
+        ax.set_xlim(spares[0] - 0.4, spares[-1] + 0.4)
+        ax.set_ylim(0, top * 1.2 or 1.0)
+        ax.legend(loc="lower right")
+    else:
+        ax.text(0.5, 0.5, "no spare-board runs", transform=ax.transAxes, ha="center",
+                va="center")  # fmt: skip
+    ax.set(title="throughput vs spare boards", xlabel="spare boards",
+           ylabel="throughput (inferences / s)")  # fmt: skip
     return fig

@@ -1,4 +1,4 @@
-"""The data behind the partition comparison (paper vs greedy vs optimal) and placement results.
+"""The data behind the partition comparison (paper vs greedy vs optimal).
 
 ``bench/test_partition_strategies.py`` records ``partition[strategy,transport]`` runs (one
 inference on an idle pipeline each) and a ``partition_stream[strategy,transport]`` run (a short
@@ -10,15 +10,13 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from tinysplit.report.runs import MissingDataError, Runs, parse_case
+from tinysplit.report.runs import Runs, parse_case
 
 if TYPE_CHECKING:
     import pandas as pd
 
 #: Strategies in display order (``bench/test_partition_strategies.py``); others follow.
 STRATEGY_ORDER = ("paper", "greedy", "optimal", "optimal-bytes", "table-i")
-#: Case families of placement and replication runs (none is recorded yet).
-PLACEMENT_FAMILIES = ("placement", "replication")
 
 
 def partition_table(runs: Runs) -> pd.DataFrame:
@@ -83,19 +81,3 @@ def partition_table(runs: Runs) -> pd.DataFrame:
 
 def _float(value: Any) -> float:
     return float(value)
-
-
-def placement_results(runs: Runs) -> pd.DataFrame:
-    """Placement and replication results.
-
-    Raises:
-        MissingDataError: always for now: no benchmark case records placement or replication
-            runs yet; with such runs the message says they are not drawn yet.
-    """
-    found = runs.cases[runs.cases["family"].isin(PLACEMENT_FAMILIES)]
-    if found.empty:
-        raise MissingDataError(
-            "no placement or replication runs in the archive (no benchmark case records them yet)"
-        )
-    names = ", ".join(sorted(set(found["case"])))
-    raise MissingDataError(f"placement / replication runs ({names}) are not drawn yet")

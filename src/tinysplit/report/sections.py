@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 
 from tinysplit.report import figures
 from tinysplit.report import paper as fig_data
+from tinysplit.report.beyond import REFERENCE, beyond_table
 from tinysplit.report.page import Column
-from tinysplit.report.partitions import partition_table, placement_results
+from tinysplit.report.partitions import partition_table
 from tinysplit.report.runs import MissingDataError, Runs
 from tinysplit.report.transports import (
     current_by_state,
@@ -269,9 +270,62 @@ def _partitions(runs: Runs, colors: Mapping[str, str]) -> Drawn:
     return Drawn(figure=fig, caption=caption, table=table, columns=PARTITION_COLUMNS)
 
 
-def _placement(runs: Runs, colors: Mapping[str, str]) -> Drawn:
-    table = placement_results(runs)  # raises until placement / replication runs are recorded
-    return Drawn(figure=None, caption="Placement and replication runs.", table=table)
+#: Columns of the beyond-the-paper table.
+BEYOND_COLUMNS = (
+    Column(key="series", header="transport"),
+    Column(key="technique", header="technique"),
+    Column(key="spare", header="spare boards", fmt="d"),
+    Column(key="stages", header="stages", fmt="d"),
+    Column(key="replicas", header="replicas per stage"),
+    Column(key="placement", header="boards per stage"),
+    Column(key="link_profile", header="link profile"),
+    Column(key="adaptive_window", header="adaptive window"),
+    Column(key="modelled_period_s", header="modelled period s"),
+    Column(key="latency_p50_s", header="latency p50 s"),
+    Column(key="throughput_per_s", header="inf/s"),
+    Column(key="throughput_vs_paper", header="vs paper", fmt=".3g"),
+)
+
+
+def _beyond(runs: Runs, colors: Mapping[str, str]) -> Drawn:
+    table = beyond_table(runs)
+    best, spare = {}, {}
+    for s, g in table.dropna(subset=["throughput_vs_paper"]).groupby("series", sort=False):
+        row = g[g["spare"] == 0].sort_values("throughput_per_s", ascending=False).iloc[:1]
+        if len(row):
+            ratio = row["throughput_vs_paper"].iloc[0]
+            best[str(s)] = f"{row['technique'].iloc[0]} ({ratio:.3g}x paper)"
+        most = g.sort_values("spare", kind="stable").iloc[-1]
+        if most["spare"] > 0:
+            spare[str(s)] = (
+                f"{most['technique']} with {int(most['spare'])} spare boards "
+                f"({most['throughput_vs_paper']:.3g}x paper)"
+            )
+    notes = []
+    paper = table[(table["technique"] == REFERENCE[0]) & (table["spare"] == REFERENCE[1])]
+    have = set(paper.dropna(subset=["throughput_per_s"])["series"])
+    alone = [s for s in dict.fromkeys(table["series"]) if s not in have]
+    if alone:
+        notes.append(
+            f"{', '.join(alone)}: no beyond_stream[paper,...,spare0] throughput, so no ratio"
+        )
+    caption = (
+        "bench/test_beyond_paper.py: the same model and boards, each technique alone and "
+        "together against the paper configuration (paper: the paper's split, stage k on board "
+        "k; cuts: the optimal split; placement: stages placed by RSSI; window: the adaptive "
+        "window; link: the tuned link profile; replication: cuts and replicas chosen together; "
+        "joint: cuts, placement, windows and replicas, plus the adaptive window; all: joint "
+        "with the tuned profile), and joint with spare boards. Latency: p50 over the completed "
+        "inferences of the beyond runs (one inference on an idle pipeline each). Throughput: "
+        "the beyond_stream run (summary.csv `throughput_per_s`, back to back), and its ratio to "
+        "paper without spare boards. Stages, replicas and boards per stage: where the runs "
+        "placed each stage (manifest `cases[].placement`, boards 1-based); modelled period: "
+        "the plan's deployment. Highest throughput: "
+        f"{_per_series(best) or 'n/a'}."
+        + (f" With the most spare boards: {_per_series(spare)}." if spare else "")
+    )
+    return Drawn(figure=figures.beyond(table, colors), caption=caption, notes=tuple(notes),
+                 table=table, columns=BEYOND_COLUMNS)  # fmt: skip
 
 
 #: Every section in page order: (id, title, builder).
@@ -288,5 +342,5 @@ SECTIONS: tuple[tuple[str, str, Builder], ...] = (
     ("current", "Current by state per device", _current),
     ("timeline", "Pipeline timeline", _timeline),
     ("partitions", "Partition strategies: paper vs greedy vs optimal", _partitions),
-    ("placement", "Placement and replication", _placement),
+    ("beyond", "Beyond the paper: placement, windows, replication", _beyond),
 )
