@@ -221,7 +221,7 @@ def load_rssi_matrix(
         try:
             table = json.loads(raw) if file.suffix.lower() == ".json" else tomllib.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
-            kind = file.suffix.lstrip(".") or "TOML"
+            kind = "JSON" if file.suffix.lower() == ".json" else "TOML"
             raise ConfigError(f"{where}: not valid {kind} ({exc})") from None
     matrix = _from_table(table, where, boards=boards, transport=transport, seed=seed)
     if boards is not None and matrix.boards != boards:
@@ -285,6 +285,8 @@ def _from_links(links: Any, names: list[str] | None, where: str) -> RssiMatrix:
         if not isinstance(link, Mapping) or {"a", "b", "rssi_dbm"} - set(link):
             raise ConfigError(f"{where}: links[{k}] needs a, b and rssi_dbm")
         a, b, value = link["a"], link["b"], link["rssi_dbm"]
+        if not isinstance(a, str) or not isinstance(b, str):
+            raise ConfigError(f"{where}: links[{k}].a and .b must be board names (strings)")
         if a not in index or b not in index or a == b:
             raise ConfigError(f"{where}: links[{k}] joins unknown or identical boards {a!r}, {b!r}")
         if isinstance(value, bool) or not isinstance(value, int | float):

@@ -149,7 +149,7 @@ class DaskExecutor(PointExecutor):
             )
         try:
             client = Client(cluster if cluster is not None else self.scheduler)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # unreachable, or not an address at all
             if cluster is not None:
                 cluster.close()
             raise ConfigError(f"cannot reach the Dask scheduler {self.scheduler}: {exc}") from exc

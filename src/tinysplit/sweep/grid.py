@@ -11,6 +11,7 @@ the profile axis is expanded per transport (``docs/sweep.md``).
 from __future__ import annotations
 
 import hashlib
+import math
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -20,6 +21,8 @@ from typing import Any, TypeVar
 from tinysplit.errors import ConfigError
 from tinysplit.protocol.frames import MAX_RELIABLE_WINDOW
 
+#: Most points one sweep may have (a typo like ``--seed 0..1000000`` stops at once).
+MAX_POINTS = 100_000
 TRANSPORTS = ("ble", "wifi", "espnow")
 STRATEGIES = ("paper", "greedy", "optimal")
 PLACEMENTS = ("chain", "rssi")
@@ -62,6 +65,8 @@ def parse_ints(text: str, axis: str, *, minimum: int) -> tuple[int, ...]:
             raise ConfigError(f"--{axis}: {item!r} is not an integer or a range A..B") from None
         if high < low:
             raise ConfigError(f"--{axis}: range {item!r} is empty (start > end)")
+        if high - low >= MAX_POINTS:
+            raise ConfigError(f"--{axis}: range {item!r} has more than {MAX_POINTS:,} values")
         if low < minimum:
             raise ConfigError(f"--{axis}: values must be >= {minimum}, got {low}")
         values.extend(range(low, high + 1))
@@ -191,6 +196,15 @@ class GridSpec:
         if self.shared.mode == "reliable" and too_big:
             raise ConfigError(
                 f"--window {too_big[0]}: reliable mode takes windows up to {MAX_RELIABLE_WINDOW}"
+            )
+        size = math.prod(
+            len(axis)
+            for axis in (self.transports, self.profiles, self.windows, self.strategies,
+                         self.placements, self.seeds)
+        )  # fmt: skip
+        if size > MAX_POINTS:
+            raise ConfigError(
+                f"the grid has {size:,} points, more than {MAX_POINTS:,}: split it into sweeps"
             )
         if "rssi" in self.placements and self.shared.rssi is None:
             raise ConfigError("--placement rssi needs --rssi FILE (a pairwise RSSI matrix)")

@@ -9,9 +9,6 @@ where, when or next to what it runs.
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
-import math
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from tinysplit.errors import ConfigError
@@ -114,10 +111,7 @@ class TaskBuilder:
                 f"--rssi {shared.rssi!r} has {matrix.boards} boards, the plan {stages} stages"
             )
         boards = self.boards(point, plan, matrix)
-        names = {f.name for f in dataclasses.fields(PipelineConfig)}
-        if {"placement", "rssi_matrix_dbm"} <= names:
-            return PipelineConfig(**base, placement=boards, rssi_matrix_dbm=matrix.dbm)
-        return PipelineConfig(**base, rssi_dbm=_chain_rssi(matrix, boards, shared.rssi))
+        return PipelineConfig(**base, placement=boards, rssi_matrix_dbm=matrix.dbm)
 
     def boards(
         self, point: SweepPoint, plan: Plan, matrix: RssiMatrix
@@ -152,21 +146,6 @@ class TaskBuilder:
             assert self.spec.shared.rssi is not None
             self._matrices[transport] = load_rssi_matrix(self.spec.shared.rssi, transport=transport)
         return self._matrices[transport]
-
-
-def _chain_rssi(
-    matrix: RssiMatrix, boards: tuple[tuple[int, ...], ...], source: str
-) -> tuple[float, ...]:
-    """RSSI of each stage link from the matrix, for simulators without placement support."""
-    if any(len(b) != 1 for b in boards):
-        raise ConfigError("replicated stages need a simulator with placement support")
-    out = []
-    for (a,), (b,) in itertools.pairwise(boards):
-        rssi = float(matrix.dbm[a][b])
-        if math.isnan(rssi):
-            raise ConfigError(f"--rssi {source!r}: boards {a} and {b} have no link")
-        out.append(rssi)
-    return tuple(out)
 
 
 def run_point(task: PointTask) -> dict[str, Any]:

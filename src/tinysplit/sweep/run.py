@@ -126,35 +126,41 @@ def _archive(spec: GridSpec, state: SweepState, outcome: SweepOutcome, results_d
 
     finished = set(outcome.ran) | set(outcome.skipped)
     writer = None
-    for point in outcome.points:
-        row: dict[str, Any] = {"point": point.name, **point.to_dict()}
-        if point.name not in finished:
-            error = outcome.failed.get(point.name)
-            outcome.rows.append(row | {"status": "failed" if error else "not run", "error": error})
-            continue
-        result = state.load(point)
-        if writer is None:
-            writer = ArchiveWriter(
-                results_dir,
-                testbed="sim",
-                transport=spec.transports[0] if len(spec.transports) == 1 else "all",
-                manifest={"sweep": spec.to_dict(), "points": len(outcome.points)},
-            )
-        boards = getattr(result.config, "placement", None)
-        extra: dict[str, Any] = {"params": point.to_dict()}
-        if boards is not None:
-            extra["boards"] = [list(b) for b in boards]
-        writer.add(f"sweep[{point.name}]", result, extra=extra)
-        s = summarize(result)
-        metrics = {
-            "completed": s["completed"],
-            "inferences": s["inferences"],
-            "throughput_per_s": s["throughput_per_s"],
-            "latency_p50_s": s["latency_s"]["p50"],
-            "energy_per_inference_j": s["energy_per_inference_j"],
-            "failed": s["failed"],
-        }
-        outcome.rows.append(row | {"status": "done", "error": None} | metrics)
+    try:
+        for point in outcome.points:
+            row: dict[str, Any] = {"point": point.name, **point.to_dict()}
+            if point.name not in finished:
+                error = outcome.failed.get(point.name)
+                status = "failed" if error else "not run"
+                outcome.rows.append(row | {"status": status, "error": error})
+                continue
+            result = state.load(point)
+            if writer is None:
+                writer = ArchiveWriter(
+                    results_dir,
+                    testbed="sim",
+                    transport=spec.transports[0] if len(spec.transports) == 1 else "all",
+                    manifest={"sweep": spec.to_dict(), "points": len(outcome.points)},
+                )
+            boards = result.config.placement
+            extra: dict[str, Any] = {"params": point.to_dict()}
+            if boards is not None:
+                extra["boards"] = [list(b) for b in boards]
+            writer.add(f"sweep[{point.name}]", result, extra=extra)
+            s = summarize(result)
+            metrics = {
+                "completed": s["completed"],
+                "inferences": s["inferences"],
+                "throughput_per_s": s["throughput_per_s"],
+                "latency_p50_s": s["latency_s"]["p50"],
+                "energy_per_inference_j": s["energy_per_inference_j"],
+                "failed": s["failed"],
+            }
+            outcome.rows.append(row | {"status": "done", "error": None} | metrics)
+    except BaseException:
+        if writer is not None:  # keep what was archived so far, marked incomplete
+            outcome.archive = writer.close(complete=False)
+        raise
     if writer is not None:
         outcome.archive = writer.close(complete=outcome.complete)
 
