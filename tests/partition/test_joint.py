@@ -15,6 +15,7 @@ from tinysplit.partition import Plan, partition
 from tinysplit.partition.joint import optimize, parse_optimizations, replica_candidates
 from tinysplit.partition.period import period_s
 from tinysplit.partition.placement import identity_placement
+from tinysplit.partition.replication import stage_energy_j
 from tinysplit.partition.rssi import RssiMatrix, load_rssi_matrix
 from tinysplit.sim.deployment import deployment_fields
 from tinysplit.sim.metrics import summarize
@@ -136,3 +137,21 @@ def test_cli_optimize_then_simulate(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "has a deployment" in capsys.readouterr().err
     assert main(["partition", "--model", "paper", "--optimize", "placement"]) == 1
     assert "--optimize needs the boards" in capsys.readouterr().err
+
+
+def test_energy_balance_spares_the_hungriest_board(paper_graph: Graph, boards8: RssiMatrix) -> None:
+    def hungriest(plan: Plan) -> float:
+        assert plan.deployment is not None
+        energy = stage_energy_j(plan)
+        return max(e / r for e, r in zip(energy, plan.deployment.replicas, strict=True))
+
+    common = {
+        "optimizations": ("placement", "replication"),
+        "transport": "ble",
+        "device_profile": "paper",
+    }
+    fast = optimize(paper_graph, boards8, **common)  # type: ignore[arg-type]
+    even = optimize(paper_graph, boards8, replicate_for="energy", **common)  # type: ignore[arg-type]
+    assert hungriest(even) < hungriest(fast)
+    assert fast.deployment is not None and even.deployment is not None
+    assert fast.deployment.period_s <= even.deployment.period_s

@@ -39,7 +39,10 @@ def test_adaptive_window_is_deterministic(plan: Plan) -> None:
     config = PipelineConfig(
         transport="espnow", rssi_dbm=PAPER_RSSI, inferences=4, adaptive_window=True
     )
-    assert simulate(plan, config).link_events == simulate(plan, config).link_events
+    first = simulate(plan, config)
+    assert first.link_events == simulate(plan, config).link_events
+    # ESP-NOW waits for every frame's answer: nothing adapts, the cadence is what was sent with.
+    assert {e.window for e in first.link_events} == {6}
 
 
 def test_adaptive_window_needs_reliable_mode() -> None:

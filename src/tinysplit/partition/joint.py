@@ -45,7 +45,7 @@ from tinysplit.partition.period import (
 )
 from tinysplit.partition.placement import identity_placement, solve
 from tinysplit.partition.plan import Plan
-from tinysplit.partition.replication import replicate_plan
+from tinysplit.partition.replication import replicate_plan, stage_energy_j
 from tinysplit.partition.rssi import RssiMatrix
 from tinysplit.protocol.frames import MAX_RELIABLE_WINDOW
 
@@ -185,7 +185,7 @@ def optimize(
             f"replication needs a spare board: {stages} stages on {rssi.boards} boards "
             "(add boards to the RSSI matrix, or fewer --devices)"
         )
-    best: tuple[float, Plan, Deployment] | None = None
+    best: tuple[tuple[float, float], Plan, Deployment] | None = None
     for plan in plans:
         for replicas in replica_candidates(
             plan, rssi.boards, replicated="replication" in chosen, replicate_for=replicate_for
@@ -207,14 +207,27 @@ def optimize(
             log.debug(
                 "cuts %s boards %s: %.4g s", plan.cuts, deployment.boards, deployment.period_s
             )
-            if best is None or deployment.period_s < best[0] - 1e-12:
-                best = (deployment.period_s, plan, deployment)
+            rank = _rank(plan, deployment, replicate_for)
+            if best is None or rank < best[0]:
+                best = (rank, plan, deployment)
     if best is None:
         raise PartitionError(
             f"no deployment on these {rssi.boards} boards has a usable link at every stage "
             "boundary (missing or too weak links)"
         )
     return dataclasses.replace(best[1], deployment=best[2])
+
+
+def _rank(plan: Plan, deployment: Deployment, replicate_for: str) -> tuple[float, float]:
+    """Sort key of a deployment: its period; with ``energy``, first the energy per inference
+    of its hungriest board (``e_s / r_s``, :func:`~tinysplit.partition.replication.stage_energy_j`),
+    so that the board that would die first lasts as long as it can. Rounded to 1e-9 so that
+    ties fall to the next key."""
+    period = round(deployment.period_s, 9)
+    if replicate_for != "energy":
+        return (period, 0.0)
+    per_board = [e / r for e, r in zip(stage_energy_j(plan), deployment.replicas, strict=True)]
+    return (round(max(per_board), 9), period)
 
 
 def _cut_candidates(

@@ -28,7 +28,7 @@ import numpy as np
 
 from tinysplit.errors import ConfigError
 from tinysplit.links import LinkConditions, LinkModel, Mode, TransferResult, make_link
-from tinysplit.links.adaptive import AdaptiveWindow, adaptive_transfer
+from tinysplit.links.adaptive import AdaptiveWindow, PerAckLink, adaptive_transfer
 from tinysplit.links.calibration import active_calibration
 from tinysplit.links.hybrid import check_wake, hybrid_link
 from tinysplit.partition import Plan
@@ -73,7 +73,8 @@ class PipelineConfig:
         windows: one application window per stage boundary (overrides ``window``).
         adaptive_window: reliable mode: every link's sender adapts its in-flight window to ACK
             timing and losses (:mod:`tinysplit.links.adaptive`); the window above stays the
-            receiver's acknowledgment cadence.
+            receiver's acknowledgment cadence. Only BLE links adapt per ACK; on ESP-NOW (each
+            frame waits for its answer) and TCP (its own window) it changes nothing.
         wake: ``"ble"``: hybrid transport: boards sleep on BLE between tensors and wake the data
             radio (``transport``: wifi or espnow) for each one (:mod:`tinysplit.links.hybrid`).
     """
@@ -311,7 +312,9 @@ class _Run:
             yield self.env.timeout(result.duration_s)
             self._free_radios(radios, grants)
             self.events[i, k].update(send_start_s=start, send_end_s=self.env.now)
-            used = self.controllers[a, b].window if (a, b) in self.controllers else window
+            # Only per-ACK links (BLE) send with the controller's window; the others keep theirs.
+            adapts = (a, b) in self.controllers and isinstance(self.link, PerAckLink)
+            used = self.controllers[a, b].window if adapts else window
             self.link_events.append(
                 LinkEvent(i, k + 1, size, cond.rssi_dbm, used, result, a + 1, b + 1)
             )
