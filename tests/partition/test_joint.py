@@ -155,3 +155,13 @@ def test_energy_balance_spares_the_hungriest_board(paper_graph: Graph, boards8: 
     assert hungriest(even) < hungriest(fast)
     assert fast.deployment is not None and even.deployment is not None
     assert fast.deployment.period_s <= even.deployment.period_s
+
+
+def test_cli_layouts_and_options_that_need_optimize(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["partition", "--model", "paper", "--profile", "paper"]
+    assert main([*argv, "--devices", "6", "--rssi", "desk", "--optimize", "replication"]) == 0
+    assert "deployment on 6 boards" in capsys.readouterr().out
+    assert main([*argv, "--rssi", "room", "--optimize", "replication"]) == 1
+    assert "--devices N with a layout name" in capsys.readouterr().err
+    assert main([*argv, "--window", "16"]) == 1
+    assert "--window applies to --optimize only" in capsys.readouterr().err

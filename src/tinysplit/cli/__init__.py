@@ -111,8 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     part.add_argument(
         "--rssi", default=None, metavar="FILE|LAYOUT",
         help="with --optimize: the boards' pairwise RSSI (TOML/JSON matrix, positions, "
-        "'tinysplit survey --json' output, or a layout name; default: --devices boards 0.5 m "
-        "apart, see docs/placement.md)",
+        "'tinysplit survey --json' output), or a layout name (paper, desk, room) for --devices "
+        "boards (default desk: 0.5 m apart); see docs/placement.md",
     )  # fmt: skip
     part.add_argument(
         "--link-profile", default=None, help="with --optimize: link profile (links show)"

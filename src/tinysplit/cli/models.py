@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -95,11 +96,20 @@ def cmd_partition(args: argparse.Namespace, console: Console) -> int:
     With ``--optimize``, also choose placement, windows and replicas for the boards of ``--rssi``
     (:func:`tinysplit.partition.joint.optimize`); the plan then carries a deployment.
     """
+    from tinysplit.errors import ConfigError
     from tinysplit.model import load_model
     from tinysplit.partition import partition, plan_from_cuts
 
     graph = load_model(args.model)
     rate = None if args.link_rate_kbps is None else args.link_rate_kbps * 1e3
+    if args.optimize is None:
+        given = [flag for flag, value, default in (
+            ("--rssi", args.rssi, None), ("--link-profile", args.link_profile, None),
+            ("--mode", args.mode, "reliable"), ("--window", args.window, 6),
+            ("--replicate-for", args.replicate_for, "throughput"),
+        ) if value != default]  # fmt: skip
+        if given:
+            raise ConfigError(f"{given[0]} applies to --optimize only")
     if args.optimize is not None:
         plan = _optimized_plan(args, graph)
     elif args.cuts is not None:
@@ -137,20 +147,21 @@ def _optimized_plan(args: argparse.Namespace, graph: Any) -> Any:
     from tinysplit.errors import ConfigError
     from tinysplit.partition.joint import optimize
     from tinysplit.partition.rssi import load_rssi_matrix
+    from tinysplit.sim.layout import builtin_layouts
 
     if args.objective != "bottleneck" or args.link_rate_kbps is not None:
         raise ConfigError(
             "--optimize prices every link from its RSSI: drop --objective and --link-rate-kbps"
         )
-    if args.rssi is None and args.devices is None:
+    # A layout name (or no --rssi: the desk) places --devices boards; a file brings its own.
+    layout = args.rssi is None or (args.rssi in builtin_layouts() and not Path(args.rssi).exists())
+    if layout and args.devices is None:
         raise ConfigError(
-            "--optimize needs the boards: --rssi FILE (their pairwise RSSI) or --devices N "
-            "(N boards 0.5 m apart)"
+            "--optimize needs the boards: --rssi FILE (their pairwise RSSI), or --devices N "
+            "with a layout name (default: N boards 0.5 m apart)"
         )
     rssi = load_rssi_matrix(
-        args.rssi or "desk",
-        boards=None if args.rssi else args.devices,
-        transport=args.transport,
+        args.rssi or "desk", boards=args.devices if layout else None, transport=args.transport
     )
     return optimize(
         graph,
@@ -162,8 +173,8 @@ def _optimized_plan(args: argparse.Namespace, graph: Any) -> Any:
         mode=args.mode,
         window=args.window,
         strategy=args.strategy,
-        # Without --rssi, --devices counts the boards: replication may use fewer stages.
-        devices=None if args.rssi is None and "replication" in args.optimize else args.devices,
+        # With a layout, --devices counts the boards: replication may use fewer stages.
+        devices=None if layout and "replication" in args.optimize else args.devices,
         cuts=args.cuts,
         replicate_for=args.replicate_for,
     )

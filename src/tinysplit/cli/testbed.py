@@ -181,9 +181,19 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
             }
         )
         return 0
+    windows = ", ".join(map(str, config.windows)) if config.windows else str(config.window)
+    extras = "".join(
+        text
+        for on, text in (
+            (config.adaptive_window, ", adaptive"),
+            (config.wake is not None, f", wake on {config.wake}"),
+            (config.placement is not None, ", the plan's deployment"),
+        )
+        if on
+    )
     grid = Table(
-        title=f"{plan.model}: {len(plan.stages)} boards over {args.transport} "
-        f"({config.mode} mode, window {config.window}), {config.inferences} inferences"
+        title=f"{plan.model}: {len(plan.stages)} stages over {args.transport} "
+        f"({config.mode} mode, window {windows}{extras}), {config.inferences} inferences"
     )
     columns = ["board", "layers", "receive s", "inference s", "send s", "RSSI dBm", "bytes"]
     columns += ["frames (all)", "retx (all)", "drops (all)", "failures", "energy J"]
