@@ -2,8 +2,9 @@
 
 The session's model, device profile and board count (by default the paper's model on 5 boards
 under its memory accounting) on the first boards of ``docs/examples/rssi-8-boards.toml``, whose
-chain links board1 -> ... -> board5 are the ``paper`` layout's RSSIs, so ``paper`` here is exactly
-the paper configuration of the other cases. One case per (technique, transport):
+chain links board1 -> ... -> board5 are the ``paper`` layout's RSSIs, so ``paper`` here is the
+paper configuration of the other cases (over Wi-Fi, the hops through the SoftAP on board1 take the
+matrix's values, where the ``paper`` layout repeats each link's value on both hops). One case per (technique, transport):
 
 * ``paper``: the paper's fill split, stage k on board k, window ``--window``, default link profile;
 * ``cuts``: the optimal split (priced at the link profile's sourced goodput), same boards;

@@ -211,9 +211,15 @@ def optimize(
             if best is None or rank < best[0]:
                 best = (rank, plan, deployment)
     if best is None:
+        relay = (
+            f"; Wi-Fi stations talk through the SoftAP ({rssi.names[ap_board]}), so its links "
+            "to the others must be in the matrix"
+            if transport == "wifi"
+            else ""
+        )
         raise PartitionError(
             f"no deployment on these {rssi.boards} boards has a usable link at every stage "
-            "boundary (missing or too weak links)"
+            f"boundary (missing or too weak links){relay}"
         )
     return dataclasses.replace(best[1], deployment=best[2])
 

@@ -24,10 +24,9 @@ import numpy as np
 
 from tinysplit.errors import ConfigError
 from tinysplit.links.signal import calibrated_rssi_matrix
+from tinysplit.partition.period import PlacementT, pair_weights
 from tinysplit.partition.plan import Plan
-
-#: A placement: per stage, the physical boards (0-based) running it.
-PlacementT = tuple[tuple[int, ...], ...]
+from tinysplit.partition.rssi import RSSI_RANGE_DBM
 
 
 def normalize_placement(raw: Any) -> PlacementT:
@@ -65,8 +64,11 @@ def normalize_matrix(raw: Any) -> tuple[tuple[float, ...], ...]:
         raise ConfigError(f"rssi_matrix_dbm must be B x B (square), got {size} rows ({shape}...)")
     values = np.array(matrix)
     finite = values[np.isfinite(values)]
-    if np.any((finite < -130.0) | (finite > 20.0)) or np.any(np.isinf(values)):
-        raise ConfigError("rssi_matrix_dbm values must be within -130..20 dBm (NaN: no link)")
+    low, high = RSSI_RANGE_DBM
+    if np.any((finite < low) | (finite > high)) or np.any(np.isinf(values)):
+        raise ConfigError(
+            f"rssi_matrix_dbm values must be within {low:g}..{high:g} dBm (NaN: no link)"
+        )
     return matrix
 
 
@@ -154,9 +156,8 @@ def resolve(config: Any, stages: int) -> ResolvedDeployment:
             (a, b): _hop(config, boundary, a, b, (stages, boards))
             for j, a in enumerate(placement[boundary])
             for k, b in enumerate(placement[boundary + 1])
-            # Round-robin sends inference i from replica i mod r to replica i mod r': only pairs
-            # with j = k modulo gcd(r, r') ever carry a tensor.
-            if (j - k) % math.gcd(len(placement[boundary]), len(placement[boundary + 1])) == 0
+            # Round-robin: only the replica pairs that carry some inference need a link.
+            if pair_weights(len(placement[boundary]), len(placement[boundary + 1]))[j, k] > 0
         }
         for boundary in range(stages - 1)
     )
