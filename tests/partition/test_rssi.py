@@ -102,8 +102,7 @@ def test_layouts(tmp_path: Path) -> None:
 
 
 def test_survey_output(tmp_path: Path) -> None:
-    from tinysplit.testbed.hw.survey import RssiMatrix as Survey
-    from tinysplit.testbed.hw.survey import SurveyNode, save_rssi_matrix
+    from tinysplit.testbed.hw.survey import Survey, SurveyNode, save_survey
 
     nodes = (
         SurveyNode(name="n1", kind="board", stage=1),
@@ -129,7 +128,7 @@ def test_survey_output(tmp_path: Path) -> None:
         inventory=None,
         transport="ble",
     )
-    path = save_rssi_matrix(survey, tmp_path / "survey.json")
+    path = save_survey(survey, tmp_path / "survey.json")
     m = load_rssi_matrix(path, boards=3)
     assert m.names == ("n1", "n2", "n3")
     assert m.dbm[0][1] == -62.0 and m.dbm[1][2] == -70.0 and math.isnan(m.dbm[0][2])

@@ -180,7 +180,7 @@ def cmd_survey(args: argparse.Namespace, console: Console) -> int:
     import sys
 
     from tinysplit.testbed.hw.inventory import load_inventory
-    from tinysplit.testbed.hw.survey import emulated_ports, save_rssi_matrix, survey
+    from tinysplit.testbed.hw.survey import emulated_ports, save_survey, survey
 
     inventory = load_inventory(args.inventory)
     with contextlib.ExitStack() as stack:
@@ -191,7 +191,7 @@ def cmd_survey(args: argparse.Namespace, console: Console) -> int:
             require_scan=args.require_scan,
             ports=ports,
         )
-    path = save_rssi_matrix(result, args.out)
+    path = save_survey(result, args.out)
     if args.json:
         emit_json({**result.to_dict(), "out": str(path)})
         for note in result.notes:

@@ -333,9 +333,9 @@ def _from_layout(
 
 def _from_survey(data: Mapping[str, Any], where: str) -> RssiMatrix:
     """The boards' block of a ``tinysplit survey`` matrix (the host's row and column dropped)."""
-    from tinysplit.testbed.hw.survey import RssiMatrix as SurveyMatrix
+    from tinysplit.testbed.hw.survey import Survey
 
-    survey = SurveyMatrix.from_dict(dict(data), where=where)
+    survey = Survey.from_dict(dict(data), where=where)
     idx = [i for i, node in enumerate(survey.nodes) if node.kind == "board"]
     raw = np.array(
         [

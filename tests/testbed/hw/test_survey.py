@@ -19,7 +19,7 @@ from tinysplit.cli import main
 from tinysplit.errors import BoardError, ConfigError
 from tinysplit.testbed.hw.ble_scan import NoBluetoothAdapter
 from tinysplit.testbed.hw.inventory import Inventory, load_inventory
-from tinysplit.testbed.hw.survey import RssiMatrix, load_rssi_matrix, save_rssi_matrix, survey
+from tinysplit.testbed.hw.survey import Survey, load_survey, save_survey, survey
 
 NO_BUS = "unix:path=/nonexistent/tinysplit-test/system_bus_socket"
 #: (up, down) each board reports: boards 1-2 hear each other at -48/-50, boards 2-3 at -61/-63.
@@ -122,9 +122,9 @@ def test_without_an_adapter_the_survey_goes_on_and_says_so(
 
 def test_matrix_file_round_trip(tmp_path: Path, boards: list[FakeBoard]) -> None:
     matrix = survey(_load(tmp_path, boards), scan_s=None)
-    path = save_rssi_matrix(matrix, tmp_path / "rssi.json")
+    path = save_survey(matrix, tmp_path / "rssi.json")
     assert not list(tmp_path.glob(".rssi.json.*"))  # written atomically, no temp file left
-    again = load_rssi_matrix(path, boards=3)
+    again = load_survey(path, boards=3)
     assert again == matrix
     data = json.loads(path.read_text())
     assert data["format"] == "tinysplit-rssi-matrix" and data["version"] == 1
@@ -198,15 +198,15 @@ def test_bad_matrix_files_are_clear_errors(
 ) -> None:
     path = _matrix_file(tmp_path, change)
     with pytest.raises(ConfigError, match=message) as info:
-        load_rssi_matrix(path)
+        load_survey(path)
     assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
 
 
 def test_missing_links_and_sizes_are_named(tmp_path: Path) -> None:
     ok = _matrix_file(tmp_path, lambda data: None)
-    assert load_rssi_matrix(ok, boards=2).link_rssi() == (-51.0,)
+    assert load_survey(ok, boards=2).link_rssi() == (-51.0,)
     with pytest.raises(ConfigError, match="the matrix has 2 boards, the pipeline needs 5"):
-        load_rssi_matrix(ok, boards=5)
+        load_survey(ok, boards=5)
 
     def no_link(data: dict[str, object]) -> None:
         data["matrix"] = [[None, None, None], [None, None, None], [-60, -61, None]]
@@ -214,13 +214,13 @@ def test_missing_links_and_sizes_are_named(tmp_path: Path) -> None:
 
     gap = _matrix_file(tmp_path, no_link)
     with pytest.raises(ConfigError, match=r"no RSSI for link a -> b \(stage 1 -> 2\)"):
-        load_rssi_matrix(gap)
-    assert isinstance(load_rssi_matrix(gap, require_links=False), RssiMatrix)
+        load_survey(gap)
+    assert isinstance(load_survey(gap, require_links=False), Survey)
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(ConfigError, match="not JSON"):
-        load_rssi_matrix(tmp_path / "bad.json")
+        load_survey(tmp_path / "bad.json")
     with pytest.raises(ConfigError, match="cannot read the RSSI matrix"):
-        load_rssi_matrix(tmp_path / "absent.json")
+        load_survey(tmp_path / "absent.json")
 
 
 # ------------------------------------------------------------------------- boards misbehaving
@@ -283,7 +283,7 @@ def test_survey_command_without_an_adapter(
     text = capsys.readouterr().out
     assert "note: no Bluetooth adapter found (" in text
     assert "-63" in text and f"saved {out}" in text
-    assert load_rssi_matrix(out, boards=3).link_rssi() == (-49.0, -62.0)
+    assert load_survey(out, boards=3).link_rssi() == (-49.0, -62.0)
 
     assert main([*args, "--json"]) == 0
     captured = capsys.readouterr()
@@ -319,7 +319,7 @@ def test_survey_command_on_the_emulated_testbed(
     assert all(n["port"].startswith("/dev/") for n in data["nodes"][:5])
     # The emulator gives the bench's default layout for five boards: the paper's link RSSIs.
     paper = load_layout("paper", 5).rssi_dbm
-    assert load_rssi_matrix(out, boards=5).link_rssi() == paper
+    assert load_survey(out, boards=5).link_rssi() == paper
     assert data["notes"] == ["no host scan: the boards are emulated (no radios to hear)"]
     assert "tinysplit: note: no host scan" in captured.err
 

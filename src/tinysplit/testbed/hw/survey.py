@@ -13,7 +13,7 @@ Two views go into one matrix:
 The matrix file (JSON, written atomically; ``docs/hardware.md`` "RSSI matrix file") lists the
 nodes (the boards by stage, then the host) and ``matrix[i][j]``: the RSSI in dBm that node ``i``
 measured on packets from node ``j`` (null when unknown), with ``source[i][j]`` saying who
-measured it (``board`` or ``host``). :func:`load_rssi_matrix` reads it back for placement and
+measured it (``board`` or ``host``). :func:`load_survey` reads it back for placement and
 simulation, with clear errors for a damaged file or missing links.
 """
 
@@ -89,7 +89,7 @@ class SurveyNode:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RssiMatrix:
+class Survey:
     """A surveyed RSSI matrix (see the module docstring for its meaning).
 
     Attributes:
@@ -179,7 +179,7 @@ class RssiMatrix:
         }
 
     @classmethod
-    def from_dict(cls, data: Any, *, where: str = "RSSI matrix") -> RssiMatrix:
+    def from_dict(cls, data: Any, *, where: str = "RSSI matrix") -> Survey:
         """Inverse of :meth:`to_dict`, checking every field.
 
         Raises:
@@ -253,16 +253,16 @@ class RssiMatrix:
         )
 
 
-def load_rssi_matrix(
+def load_survey(
     path: str | Path, *, boards: int | None = None, require_links: bool = True
-) -> RssiMatrix:
-    """Read a matrix file written by :func:`save_rssi_matrix` (``tinysplit survey --out``).
+) -> Survey:
+    """Read a matrix file written by :func:`save_survey` (``tinysplit survey --out``).
 
     Args:
         path: the JSON file.
         boards: the number of pipeline boards the caller needs (None: any).
         require_links: every link stage k -> k+1 must have an RSSI (see
-            :meth:`RssiMatrix.link_rssi`).
+            :meth:`Survey.link_rssi`).
 
     Raises:
         ConfigError: unreadable or malformed file, a different number of boards, or links
@@ -276,7 +276,7 @@ def load_rssi_matrix(
         raise ConfigError(f"{where}: cannot read the RSSI matrix ({exc.strerror or exc})") from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{where}: not JSON ({exc})") from exc
-    matrix = RssiMatrix.from_dict(data, where=where)
+    matrix = Survey.from_dict(data, where=where)
     if boards is not None and len(matrix.boards) != boards:
         raise ConfigError(
             f"{where}: the matrix has {len(matrix.boards)} boards, the pipeline needs {boards}"
@@ -286,7 +286,7 @@ def load_rssi_matrix(
     return matrix
 
 
-def save_rssi_matrix(matrix: RssiMatrix, path: str | Path) -> Path:
+def save_survey(matrix: Survey, path: str | Path) -> Path:
     """Write ``matrix`` as JSON atomically; returns the path.
 
     Raises:
@@ -326,7 +326,7 @@ def survey(
     scanner_backend: type[BaseBleakScanner] | None = None,
     ports: Mapping[str, str] | None = None,
     timeout_s: float = 5.0,
-) -> RssiMatrix:
+) -> Survey:
     """Survey the testbed: every board's link RSSI, and (BLE) the host's scan.
 
     Args:
@@ -398,7 +398,7 @@ def survey(
     ]
     host = HOST if all(b.name != HOST for b in boards) else f"{HOST}-pc"  # a board named "host"
     nodes.append(SurveyNode(name=host, kind="host"))
-    return RssiMatrix(
+    return Survey(
         nodes=tuple(nodes),
         matrix=tuple(tuple(row) for row in matrix),
         sources=tuple(tuple(row) for row in sources),
