@@ -4,7 +4,8 @@ The session's model, device profile and board count (by default the paper's mode
 under its memory accounting) on the first boards of ``docs/examples/rssi-8-boards.toml``, whose
 chain links board1 -> ... -> board5 are the ``paper`` layout's RSSIs, so ``paper`` here is the
 paper configuration of the other cases (over Wi-Fi, the hops through the SoftAP on board1 take the
-matrix's values, where the ``paper`` layout repeats each link's value on both hops). One case per (technique, transport):
+matrix's values, where the ``paper`` layout repeats each link's value on both hops). One case
+per (technique, transport):
 
 * ``paper``: the paper's fill split, stage k on board k, window ``--window``, default link profile;
 * ``cuts``: the optimal split (priced at the link profile's sourced goodput), same boards;
@@ -24,7 +25,7 @@ case) and runs ``joint``: throughput against the number of spare boards.
 Rounds are the latency of one inference through the idle pipeline (seed ``--seed`` + round,
 ``--inferences`` rounds, as ``test_latency.py``). ``extra_info`` holds the deployment, the
 modelled period, the throughput of a back-to-back stream (:data:`STREAM_PER_BOARD` inferences
-per board; the mean steady gap between results) and its ratio to ``paper``'s. Asserted: no
+per board; ``sim.metrics.steady_rate_per_s``) and its ratio to ``paper``'s. Asserted: no
 inference is lost, and every technique's throughput is at least ``paper``'s less 2 % (seeded
 link noise). The 3x target over BLE is reported, not asserted: it is a result of the calibrated
 models, stated in ``docs/beyond-the-paper.md``. Reliable mode and the simulated testbed only.

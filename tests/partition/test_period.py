@@ -62,7 +62,7 @@ def test_pair_weights() -> None:
 @pytest.mark.parametrize("transport", ["ble", "wifi", "espnow"])
 @pytest.mark.parametrize("rssi", [PAPER_RSSI, WEAK_RSSI], ids=["paper", "weak"])
 def test_matches_the_simulator(paper_plan: Plan, transport: str, rssi: tuple[float, ...]) -> None:
-    """1 / period is the simulator's steady-state throughput within 15 % (measured: < 0.5 %)."""
+    """1 / period is the simulator's steady-state throughput within 3 % (measured: < 0.5 %)."""
     # The simulator's per-link RSSI relays Wi-Fi links beyond board 1 (the AP) at that RSSI on
     # both hops; price the boundaries the same way.
     times = np.full((4, 5, 5), math.inf)
@@ -75,16 +75,15 @@ def test_matches_the_simulator(paper_plan: Plan, transport: str, rssi: tuple[flo
     ).period_s
     result = simulate(paper_plan, PipelineConfig(transport=transport, rssi_dbm=rssi, inferences=24))
     simulated = summarize(result)["throughput_per_s"]
-    assert 1.0 / model == pytest.approx(simulated, rel=0.15)
+    assert 1.0 / model == pytest.approx(simulated, rel=0.03)
     if transport != "wifi":  # a chain matrix gives the same links (Wi-Fi's relay needs the AP)
         assert period_s(paper_plan, CHAIN, _chain_matrix(rssi), transport=transport) == model
 
 
 @pytest.mark.parametrize("transport", ["ble", "espnow", "wifi"])
 def test_replicas_and_placement_match_the_simulator(paper_plan: Plan, transport: str) -> None:
-    """Placed and replicated deployments on a full RSSI matrix, against the simulator."""
-    if "placement" not in PipelineConfig.__dataclass_fields__:
-        pytest.skip("the simulator has no placement yet")
+    """Placed and replicated deployments on a full RSSI matrix, against the simulator (within
+    6 %; measured: 3.6 % at worst, the model ignores the round-robin's uneven queueing)."""
     rng = np.random.default_rng(3)
     upper = np.triu(-45.0 - rng.uniform(0, 40, (7, 7)), 1)
     matrix = RssiMatrix.from_array(upper + upper.T)
@@ -94,7 +93,7 @@ def test_replicas_and_placement_match_the_simulator(paper_plan: Plan, transport:
             transport=transport, placement=placement, rssi_matrix_dbm=matrix.dbm, inferences=40
         )
         simulated = _steady_period_s(simulate(paper_plan, config), skip=8)
-        assert model == pytest.approx(simulated, rel=0.15)
+        assert model == pytest.approx(simulated, rel=0.06)
 
 
 def test_breakdown(paper_plan: Plan) -> None:

@@ -212,8 +212,8 @@ def _transports(runs: Runs, colors: Mapping[str, str]) -> Drawn:
     caption = (
         "Latency: one inference through an idle pipeline, every completed inference of the "
         "latency runs (bar: p50, tick: p95). Throughput and energy: the back-to-back stream "
-        "runs (summary.csv `throughput_per_s`, the mean gap between results once the "
-        "pipeline is full; energy.csv by state / completed inferences)."
+        "runs (summary.csv `throughput_per_s`, the steady rate between the "
+        "pipeline's fill and drain; energy.csv by state / completed inferences)."
     )
     return Drawn(figure=figures.transports(table, energy, colors), caption=caption,
                  notes=tuple(notes), table=table, columns=TRANSPORT_COLUMNS)  # fmt: skip

@@ -46,7 +46,7 @@ def transport_table(runs: Runs) -> pd.DataFrame:
     Columns: ``series``, ``transport``; from the ``latency`` runs ``latency_p50_s``,
     ``latency_p95_s`` (over every completed inference), ``network_to_inference`` and
     ``failure_rate``; from the ``stream`` runs ``throughput_per_s`` (steady state, the
-    summary's mean gap between results) and ``energy_per_inference_j``.
+    summary's steady rate between fill and drain) and ``energy_per_inference_j``.
 
     Raises:
         MissingDataError: neither ``latency`` nor ``stream`` runs.

@@ -134,12 +134,10 @@ def busy_from_records(result: SimResult) -> list[dict[str, float]]:
     busy = [dict.fromkeys(STATES[1:], 0.0) for _ in range(boards)]
     for e in result.stage_events:
         if not math.isnan(e.inference_end_s):
-            board = int(getattr(e, "board", e.stage))  # physical board, 1-based
-            busy[board - 1]["inference"] += e.inference_end_s - e.inference_start_s
+            busy[e.board - 1]["inference"] += e.inference_end_s - e.inference_start_s
     for link in result.link_events:
         r = link.result
-        sender = int(getattr(link, "sender", link.stage)) - 1
-        receiver = int(getattr(link, "receiver", link.stage + 1)) - 1
+        sender, receiver = link.sender - 1, link.receiver - 1  # physical boards, 1-based
         busy[sender]["radio_tx"] += r.sender_tx_s
         busy[sender]["radio_rx"] += r.sender_rx_s
         busy[receiver]["radio_tx"] += r.receiver_tx_s
@@ -150,7 +148,7 @@ def busy_from_records(result: SimResult) -> list[dict[str, float]]:
 def energy_from_records(result: SimResult, power: PowerModel) -> list[dict[str, float]]:
     """Energy per physical board by state (J) of a run, under ``power`` instead of the run's own
     model. Boards that ran no stage are switched off (0 J), as in the simulator."""
-    used = {int(getattr(e, "board", e.stage)) - 1 for e in result.stage_events}
+    used = {e.board - 1 for e in result.stage_events}
     off = dict.fromkeys(STATES, 0.0)
     return [
         power.energy_j(duration_s=result.duration_s, busy_s=b) if k in used else dict(off)

@@ -16,8 +16,7 @@ def summarize(result: SimResult) -> dict[str, Any]:
 
     Keys: ``inferences``, ``completed``, ``failed``, ``latency_s`` (p50, p95, mean over completed
     inferences, from injection to the result leaving the pipeline, see :func:`output_times`),
-    ``throughput_per_s`` (completed inferences per second between the second and the last
-    completion: the mean steady rate once the pipeline is full), ``network_s`` and
+    ``throughput_per_s`` (:func:`steady_rate_per_s` of the completions), ``network_s`` and
     ``inference_s`` (summed transfer and compute time, the paper's Figure 5a), ``stages`` and
     ``links`` (per stage and per stage boundary, replicas pooled), ``energy_j`` (per physical
     board by state) and ``energy_per_inference_j``.
@@ -26,11 +25,7 @@ def summarize(result: SimResult) -> dict[str, Any]:
     done = result.completed
     out_end = output_times(result)
     latencies = np.array([out_end[i] - result.injected_s[i] for i in done])
-    # Steady state: the mean gap between results once the pipeline is full (NaN for runs too
-    # short to have one: fewer than three results). Not the median: replicated stages release
-    # results in bursts, whose median gap is far shorter than the period.
-    gaps = np.diff(np.sort(np.array([out_end[i] for i in done])))[1:]
-    throughput = 1.0 / float(np.mean(gaps)) if len(gaps) and np.mean(gaps) > 0 else math.nan
+    throughput = steady_rate_per_s(np.sort(np.array([out_end[i] for i in done])))
     stages = []
     for k in range(1, n + 1):
         events = [e for e in result.stage_events if e.stage == k]
@@ -107,6 +102,27 @@ def nanmean(values: list[float]) -> float:
     """Mean of the values that are not NaN (NaN when none is)."""
     finite = [v for v in values if not math.isnan(v)]
     return float(np.mean(finite)) if finite else math.nan
+
+
+#: Results left out at each end of a run for its steady rate, as a fraction of them.
+STEADY_TRIM = 0.25
+
+
+def steady_rate_per_s(completions_s: np.ndarray) -> float:
+    """Steady-state results per second from sorted completion times (s); NaN for fewer than 3.
+
+    The mean rate between the results that leave once the pipeline is full and before it
+    drains: a quarter of the results is left out at each end (with at least 8 results; else
+    only the first, while the pipeline fills). Not a median gap: replicated stages release
+    results in bursts, whose median gap is far shorter than the period.
+    """
+    n = len(completions_s)
+    if n < 3:
+        return math.nan
+    skip = int(n * STEADY_TRIM) if n >= 8 else 0
+    first, last = (skip, n - 1 - skip) if skip else (1, n - 1)
+    span = float(completions_s[last] - completions_s[first])
+    return (last - first) / span if span > 0 else math.nan
 
 
 def _pct(values: np.ndarray, q: float) -> float:

@@ -454,7 +454,9 @@ def simulate(
     run.env.run()
     duration = run.env.now
     power = PowerModel.for_transport(config.transport, dual_core=config.dual_core, wake=config.wake)
-    powered = set(dep.stage_of()) | ({config.ap_board - 1} if config.transport == "wifi" else set())
+    # The SoftAP relays Wi-Fi links between stations; hybrid pairs talk directly (no relay).
+    relay = config.transport == "wifi" and config.wake is None
+    powered = set(dep.stage_of()) | ({config.ap_board - 1} if relay else set())
     return SimResult(
         config=config,
         plan=plan,
