@@ -1,7 +1,7 @@
 /*
  * Adaptive in-flight window of one reliable link (portable, no ESP-IDF, no allocation): AIMD on
  * acknowledgment timing and losses, identical to the simulator's tinysplit.links.adaptive
- * (integer arithmetic only; tests/links/test_adaptive.py runs both on the same events).
+ * (integer arithmetic only; tests/firmware/test_window_diff.py runs both on the same events).
  *
  * The receiver keeps answering every `window` DATA frames (ts_arq_config_t.window, its ACK
  * cadence); the controller sets how many chunks the sender keeps unacknowledged:
@@ -38,7 +38,8 @@ typedef struct {
 int ts_window_init(ts_window_t *w, uint16_t initial, uint16_t min_window, uint16_t max_window);
 
 /** Smallest window for a receiver answering every `ack_every` frames (1..16): one frame more
- *  than an ACK needs is always allowed out, so the ACK comes without waiting for a timeout. */
+ *  than an ACK needs is always allowed out, so the ACK comes without waiting for a timeout.
+ *  The caller checks the range (the Python twin raises); here 0 gives 1. */
 uint16_t ts_window_min_for_cadence(uint16_t ack_every);
 
 /** An ACK acknowledged `acked_frames` new chunks `interval_us` µs after the previous progress
