@@ -301,7 +301,11 @@ def replica_candidates(
     spare = boards - stages
     if not replicated or spare == 0:
         return [(1,) * stages]
-    suggested = replicate_plan(plan, boards, objective=replicate_for).replicas
+    # BLE boards receive and send on one radio: price stages as the simulator runs them.
+    stage_time = "radio" if plan.transport == "ble" else "send"
+    suggested = replicate_plan(
+        plan, boards, objective=replicate_for, stage_time=stage_time
+    ).replicas
     if replicate_for != "throughput" or math.comb(spare + stages, stages) > MAX_REPLICA_VECTORS:
         return [suggested]
     # Vectors r >= 1 with sum(r) <= boards: extra replicas e >= 0 with sum(e) <= spare, as
