@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from tinysplit.links import LinkConditions, LinkModel, Mode, make_link
-from tinysplit.links.adaptive import AdaptiveWindow, adaptive_transfer
+from tinysplit.links import make_link
+from tinysplit.links.adaptive import AdaptiveWindow, sequence_goodput_kbps
 
 TENSOR_BYTES = 100_000
 TENSORS = 10
@@ -53,35 +52,23 @@ CASES = [
 ]
 
 
-def goodput(
-    link: LinkModel, rssi_dbm: float, window: int, ctl: AdaptiveWindow | None
-) -> tuple[float, int]:
-    """kbit/s over TENSORS transfers after the first, and the tensors lost."""
-    rng = np.random.default_rng(0)
-    cond = LinkConditions(rssi_dbm=rssi_dbm, window=window, mode=Mode.RELIABLE)
-    total_s, lost = 0.0, 0
-    for k in range(TENSORS + 1):
-        if ctl is None:
-            result = link.transfer(TENSOR_BYTES, cond, rng)
-        else:
-            result = adaptive_transfer(link, TENSOR_BYTES, cond, rng, ctl)
-        lost += not result.delivered
-        total_s += result.duration_s if k else 0.0
-    return TENSOR_BYTES * TENSORS * 8 / total_s / 1e3, lost
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_adaptive_reaches_90_percent_of_the_best_fixed_window(
     benchmark: BenchmarkFixture, case: Case
 ) -> None:
     benchmark.group = "adaptive-window"
     link = make_link(case.transport, case.profile)
-    fixed = [goodput(link, case.rssi_dbm, w, None)[0] for w in range(1, 17)]
+    fixed = [
+        sequence_goodput_kbps(link, TENSOR_BYTES, case.rssi_dbm, w, tensors=TENSORS)[0]
+        for w in range(1, 17)
+    ]
     best = max(fixed)
 
     def run() -> tuple[float, int, int]:
         ctl = AdaptiveWindow.for_cadence(CADENCE)
-        kbps, lost = goodput(link, case.rssi_dbm, CADENCE, ctl)
+        kbps, lost = sequence_goodput_kbps(
+            link, TENSOR_BYTES, case.rssi_dbm, CADENCE, ctl, tensors=TENSORS
+        )
         return kbps, lost, ctl.window
 
     kbps, lost, final_window = benchmark.pedantic(run, rounds=3, warmup_rounds=0)

@@ -6,30 +6,17 @@ import numpy as np
 import pytest
 
 from tinysplit.errors import ConfigError
-from tinysplit.links.adaptive import AdaptiveWindow, adaptive_transfer, min_window_for_cadence
+from tinysplit.links.adaptive import (
+    AdaptiveWindow,
+    adaptive_transfer,
+    min_window_for_cadence,
+    sequence_goodput_kbps,
+)
 from tinysplit.links.base import LinkConditions, LinkModel, Mode, TransferResult
 from tinysplit.links.ble import BleLink
 from tinysplit.links.espnow import EspNowLink
 
 TENSOR_BYTES = 100_000
-
-
-def _goodput_kbps(
-    link: LinkModel, rssi_dbm: float, window: int, ctl: AdaptiveWindow | None, tensors: int = 6
-) -> tuple[float, int]:
-    """Goodput over ``tensors`` transfers after the first, and the tensors lost."""
-    rng = np.random.default_rng(0)
-    cond = LinkConditions(rssi_dbm=rssi_dbm, window=window, mode=Mode.RELIABLE)
-    total_s, lost = 0.0, 0
-    for k in range(tensors + 1):
-        if ctl is None:
-            result = link.transfer(TENSOR_BYTES, cond, rng)
-        else:
-            result = adaptive_transfer(link, TENSOR_BYTES, cond, rng, ctl)
-        lost += not result.delivered
-        if k:
-            total_s += result.duration_s
-    return TENSOR_BYTES * tensors * 8 / total_s / 1e3, lost
 
 
 def test_bounds_are_checked() -> None:
@@ -128,8 +115,12 @@ def test_goodput_reaches_90_percent_of_the_best_fixed_window(
     link: LinkModel = (
         BleLink.from_profile(profile) if transport == "ble" else EspNowLink.from_profile(profile)
     )
-    best = max(_goodput_kbps(link, rssi_dbm, w, None)[0] for w in (2, 4, 8, 12, 15, 16))
-    got, lost = _goodput_kbps(link, rssi_dbm, 16, AdaptiveWindow.for_cadence(16))
+    best = max(
+        sequence_goodput_kbps(link, TENSOR_BYTES, rssi_dbm, w, tensors=6)[0]
+        for w in (2, 4, 8, 12, 15, 16)
+    )
+    ctl = AdaptiveWindow.for_cadence(16)
+    got, lost = sequence_goodput_kbps(link, TENSOR_BYTES, rssi_dbm, 16, ctl, tensors=6)
     assert lost == 0
     assert got >= 0.9 * best
 
@@ -138,7 +129,7 @@ def test_weak_link_losses_shrink_the_window_and_nothing_is_lost() -> None:
     """ESP-NOW at -98 dBm resends frames (observe: a loss per transfer)."""
     link = EspNowLink.from_profile(None)
     ctl = AdaptiveWindow.for_cadence(16)
-    got, lost = _goodput_kbps(link, -98.0, 16, ctl, tensors=3)
+    got, lost = sequence_goodput_kbps(link, TENSOR_BYTES, -98.0, 16, ctl, tensors=3)
     assert lost == 0 and got > 0
     assert ctl.losses > 0
     assert min_window_for_cadence(16) <= ctl.window < 16
