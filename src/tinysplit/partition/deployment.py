@@ -13,11 +13,56 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tinysplit.errors import ConfigError
+import numpy as np
+
+from tinysplit.errors import ConfigError, TinysplitError
 from tinysplit.protocol.frames import MAX_RELIABLE_WINDOW
 
 #: What ``partition --optimize`` can choose besides the cuts.
 OPTIMIZATIONS = ("placement", "window", "replication")
+#: Per stage, the 0-based physical boards running it.
+PlacementT = tuple[tuple[int, ...], ...]
+
+
+def check_boards(
+    raw: Any, boards: int | None = None, *, error: type[TinysplitError] = ConfigError
+) -> PlacementT:
+    """A placement (per stage, its boards; lists from JSON welcome) checked and as tuples.
+
+    Args:
+        raw: per stage, the 0-based physical boards running it.
+        boards: how many boards there are (None: unknown, any index >= 0).
+        error: the error class to raise (``PartitionError`` for the optimisers).
+
+    Raises:
+        ConfigError (or ``error``): not a list of board lists, a stage without a board, an index
+            that is not an integer in ``0..boards-1``, or a board used twice.
+    """
+    try:
+        placement = tuple(tuple(_index(b, error) for b in stage) for stage in raw)
+    except TypeError as exc:
+        raise error(f"placement must be a list of board lists per stage ({exc})") from None
+    if not placement or any(not stage for stage in placement):
+        raise error("placement needs at least one board for every stage")
+    used = [b for stage in placement for b in stage]
+    if boards is not None and any(b >= boards for b in used):
+        outside = next(b for b in used if b >= boards)
+        raise error(
+            f"placement board {outside} is not within 0..{boards - 1}: boards must be distinct "
+            f"indices of the {boards} boards"
+        )
+    twice = sorted({b for b in used if used.count(b) > 1})
+    if twice:
+        raise error(
+            f"placement uses board {twice[0]} twice: boards must be distinct (one stage per board)"
+        )
+    return placement
+
+
+def _index(value: Any, error: type[TinysplitError]) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+        raise error(f"placement board indices must be integers >= 0, got {value!r}")
+    return int(value)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,13 +89,7 @@ class Deployment:
         count = len(self.board_names)
         if len(self.rssi_dbm) != count or any(len(row) != count for row in self.rssi_dbm):
             raise ConfigError(f"deployment: rssi_dbm must be {count} x {count} (one per board)")
-        used = [b for group in self.boards for b in group]
-        if not self.boards or any(not group for group in self.boards):
-            raise ConfigError("deployment: every stage needs at least one board")
-        if any(not 0 <= b < count for b in used) or len(set(used)) != len(used):
-            raise ConfigError(
-                f"deployment: boards must be distinct indices in 0..{count - 1}, got {used}"
-            )
+        check_boards(self.boards, count)
         if len(self.windows) != len(self.boards) - 1:
             raise ConfigError(
                 f"deployment: {len(self.windows)} windows for {len(self.boards) - 1} stage "

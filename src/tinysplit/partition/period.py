@@ -40,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tinysplit.errors import ConfigError, PartitionError
+from tinysplit.partition.deployment import PlacementT, check_boards
 
 if TYPE_CHECKING:
     from tinysplit.links.base import Mode
@@ -48,8 +49,6 @@ if TYPE_CHECKING:
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-#: Per stage, the 0-based physical boards running it.
-PlacementT = tuple[tuple[int, ...], ...]
 #: Transports whose boards share one radio channel.
 SHARED_CHANNEL = frozenset({"wifi", "espnow"})
 
@@ -166,22 +165,12 @@ def check_placement(placement: Sequence[Sequence[int]], stages: int, boards: int
     """A placement as tuples, checked against ``stages`` stages on ``boards`` boards.
 
     Raises:
-        PartitionError: wrong number of stages, a stage without a board, a board outside
-            ``0..boards-1`` or used twice.
+        PartitionError: wrong number of stages, or what
+            :func:`~tinysplit.partition.deployment.check_boards` refuses.
     """
-    try:
-        out = tuple(tuple(int(b) for b in group) for group in placement)
-    except (TypeError, ValueError) as exc:
-        raise PartitionError(f"a placement is a list of board lists per stage ({exc})") from None
+    out = check_boards(placement, boards, error=PartitionError)
     if len(out) != stages:
         raise PartitionError(f"the placement has {len(out)} stages, the plan has {stages}")
-    used = [b for group in out for b in group]
-    if any(not group for group in out):
-        raise PartitionError("every stage needs at least one board")
-    if any(not 0 <= b < boards for b in used):
-        raise PartitionError(f"placement boards must be within 0..{boards - 1}, got {used}")
-    if len(set(used)) != len(used):
-        raise PartitionError(f"a board runs one stage: the placement uses {used}")
     return out
 
 

@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tinysplit.errors import ConfigError, PartitionError
+from tinysplit.partition.deployment import PlacementT, check_boards
 from tinysplit.partition.period import (
     SHARED_CHANNEL,
     FloatArray,
-    PlacementT,
     boundary_times_s,
     compute_times_s,
 )
@@ -69,11 +69,7 @@ class Placement:
     method: str
 
     def __post_init__(self) -> None:
-        used = [b for group in self.boards for b in group]
-        if not self.boards or any(not group for group in self.boards):
-            raise ConfigError("a placement needs at least one board per stage")
-        if any(b < 0 for b in used) or len(set(used)) != len(used):
-            raise ConfigError(f"placement boards must be distinct and >= 0, got {used}")
+        check_boards(self.boards)
         if not self.period_s >= 0:
             raise ConfigError(f"period_s must be >= 0, got {self.period_s}")
         if self.method not in ("exact", "heuristic", "identity"):

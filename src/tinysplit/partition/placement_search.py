@@ -11,7 +11,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from tinysplit.partition.period import FloatArray, IntArray, PlacementT, pair_weights, slot_loads
+from tinysplit.partition.deployment import PlacementT
+from tinysplit.partition.period import FloatArray, IntArray, pair_weights, slot_loads
 
 #: Random restarts of the heuristic's local search (besides the greedy start).
 RESTARTS = 8

@@ -24,28 +24,10 @@ import numpy as np
 
 from tinysplit.errors import ConfigError
 from tinysplit.links.signal import calibrated_rssi_matrix
-from tinysplit.partition.period import PlacementT, pair_weights
+from tinysplit.partition.deployment import PlacementT
+from tinysplit.partition.period import pair_weights
 from tinysplit.partition.plan import Plan
 from tinysplit.partition.rssi import RSSI_RANGE_DBM
-
-
-def normalize_placement(raw: Any) -> PlacementT:
-    """Validate a placement (lists from JSON welcome) and return it as tuples.
-
-    Raises:
-        ConfigError: not a list of non-empty lists of board indices >= 0, or a board used twice.
-    """
-    try:
-        placement = tuple(tuple(_index(b) for b in stage) for stage in raw)
-    except TypeError as exc:
-        raise ConfigError(f"placement must be a list of board lists per stage ({exc})") from exc
-    if not placement or any(not stage for stage in placement):
-        raise ConfigError("placement needs at least one board for every stage")
-    used = [b for stage in placement for b in stage]
-    twice = sorted({b for b in used if used.count(b) > 1})
-    if twice:
-        raise ConfigError(f"placement uses board {twice[0]} twice (one stage per board)")
-    return placement
 
 
 def normalize_matrix(raw: Any) -> tuple[tuple[float, ...], ...]:
@@ -70,12 +52,6 @@ def normalize_matrix(raw: Any) -> tuple[tuple[float, ...], ...]:
             f"rssi_matrix_dbm values must be within {low:g}..{high:g} dBm (NaN: no link)"
         )
     return matrix
-
-
-def _index(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
-        raise ConfigError(f"placement board indices must be integers >= 0, got {value!r}")
-    return int(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,12 +33,12 @@ from tinysplit.links.calibration import active_calibration
 from tinysplit.links.hybrid import check_wake, hybrid_link
 from tinysplit.partition import Plan
 from tinysplit.partition.cost import load_compute_model
+from tinysplit.partition.deployment import check_boards
 from tinysplit.sim import engine as heapq_engine
 from tinysplit.sim.deployment import (
     ResolvedDeployment,
     check_placement_fields,
     normalize_matrix,
-    normalize_placement,
     pair_mean,
     resolve,
 )
@@ -105,7 +105,7 @@ class PipelineConfig:
             raise ConfigError(f"interval_s must be > 0, got {self.interval_s}")
         object.__setattr__(self, "mode", Mode(self.mode))
         if self.placement is not None:
-            object.__setattr__(self, "placement", normalize_placement(self.placement))
+            object.__setattr__(self, "placement", check_boards(self.placement))
         if self.rssi_matrix_dbm is not None:
             object.__setattr__(self, "rssi_matrix_dbm", normalize_matrix(self.rssi_matrix_dbm))
         if self.windows is not None:
